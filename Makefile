@@ -1,0 +1,35 @@
+# Two commands for everyone: `make run` and `make test`. Both bootstrap .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The venv is rebuilt only when pyproject.toml changes (the stamp carries its hash).
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+EXTRAS ?= worker,dev
+ARGS ?=
+
+.PHONY: run test venv lint bench-ingest clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "installing rdio-api[$(EXTRAS)] into $(VENV) (the worker extra is large: torch + whisperx)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/rdio-api up $(ARGS)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-ingest: $(STAMP)
+	$(PY) bench/ingest.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

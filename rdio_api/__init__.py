@@ -1,0 +1,1 @@
+"""rdio-api HTTP server: Rdio Scanner-compatible call upload plus a read and job API."""

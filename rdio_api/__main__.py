@@ -1,0 +1,3 @@
+from rdio_api.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""Accept a call durably: audio fsynced on disk and row committed before the client hears 200.
+
+Group commit: every upload hands its row to one writer thread, which takes everything waiting,
+de-duplicates, inserts and commits once. Under a burst of concurrent SDRTrunk uploads that turns N
+fsyncing commits into one without weakening durability (no caller is answered before the commit
+that holds its row). The writer is also the single place where duplicate detection happens, so two
+recorders racing with the same call cannot both insert it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from rdio_api.call_fields import CallData
+from rdio_core.models import Call, JobStatus, System, Talkgroup, TranscriptionJob, utcnow
+from rdio_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 128
+
+
+@dataclass
+class StoredAudio:
+    relative_path: str
+    sha256: str
+    size: int
+    mime: str
+    duration_seconds: float | None
+
+
+@dataclass
+class IngestItem:
+    call: CallData
+    audio: StoredAudio
+    client_kind: str
+    key_name: str | None
+    remote_addr: str | None
+
+
+@dataclass
+class IngestResult:
+    call_id: int
+    duplicate: bool
+    job_id: int | None = None
+    job_status: str | None = None
+
+
+def plan_job(settings: Settings, talkgroup: int, duration: float | None) -> tuple[str, str | None] | None:
+    """Decide the transcription job created with a call: (status, reason) or None for no job."""
+    cfg = settings.transcription
+    if not cfg.enabled:
+        return None
+    if not cfg.wants(talkgroup):
+        return JobStatus.SKIPPED, f"talkgroup {talkgroup} is not transcribed (include/exclude lists)"
+    if duration is not None and duration < cfg.min_audio_seconds:
+        return (
+            JobStatus.SKIPPED,
+            f"audio too short: {duration:.2f}s < min_audio_seconds {cfg.min_audio_seconds}",
+        )
+    if duration is not None and duration > cfg.max_audio_seconds:
+        return (
+            JobStatus.SKIPPED,
+            f"audio too long: {duration:.1f}s > max_audio_seconds {cfg.max_audio_seconds}",
+        )
+    return JobStatus.PENDING, None
+
+
+class CallWriter:
+    """One thread that owns call inserts; callers await a future per call."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        on_jobs_committed: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.settings = settings
+        self.on_jobs_committed = on_jobs_committed
+        self._queue: queue.Queue[tuple[IngestItem, concurrent.futures.Future[IngestResult]] | None] = (
+            queue.Queue()
+        )
+        self._systems: dict[int, str | None] = {}
+        self._talkgroups: dict[tuple[int, int], tuple[str | None, ...]] = {}
+        self._thread = threading.Thread(target=self._run, name="call-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, item: IngestItem) -> IngestResult:
+        fut: concurrent.futures.Future[IngestResult] = concurrent.futures.Future()
+        self._queue.put((item, fut))
+        return await asyncio.wrap_future(fut)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    # -- writer thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write_batch(batch)
+            if stop:
+                return
+
+    def _write_batch(self, batch: list[tuple[IngestItem, concurrent.futures.Future[IngestResult]]]) -> None:
+        try:
+            results = self._commit([item for item, _ in batch])
+        except Exception:
+            if len(batch) == 1:
+                log.exception("call insert failed")
+                batch[0][1].set_exception(_commit_error())
+                return
+            # One bad row must not fail its neighbours: retry each on its own.
+            log.warning("batch of %d failed; retrying one by one", len(batch), exc_info=True)
+            for pair in batch:
+                self._write_batch([pair])
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            fut.set_result(result)
+        new_jobs = [r.job_id for r in results if r.job_id is not None and r.job_status == JobStatus.PENDING]
+        if new_jobs and self.on_jobs_committed is not None:
+            try:
+                self.on_jobs_committed(new_jobs)
+            except Exception:
+                log.exception("job publish hook failed; the sweeper will publish jobs %s", new_jobs)
+
+    def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
+        results: list[IngestResult] = []
+        systems: dict[int, str | None] = {}
+        talkgroups: dict[tuple[int, int], tuple[str | None, ...]] = {}
+        window = timedelta(seconds=self.settings.upload.dedup_window_seconds)
+        with self.factory() as session:
+            for item in items:
+                c = item.call
+                dup = self._find_duplicate(session, item, window)
+                if dup is not None:
+                    results.append(IngestResult(call_id=dup, duplicate=True))
+                    continue
+                self._upsert_labels(session, c, systems, talkgroups)
+                row = Call(
+                    system_id=c.system,
+                    talkgroup=c.talkgroup,
+                    date_time=c.date_time,
+                    source=c.source,
+                    frequency=c.frequency,
+                    frequencies=c.frequencies,
+                    sources=c.sources,
+                    patches=c.patches,
+                    talkgroup_label=c.talkgroup_label,
+                    talkgroup_group=c.talkgroup_group,
+                    talkgroup_tag=c.talkgroup_tag,
+                    talkgroup_name=c.talkgroup_name,
+                    system_label=c.system_label,
+                    talker_alias=c.talker_alias,
+                    site=c.site,
+                    audio_name=c.audio_name,
+                    audio_type=c.audio_type,
+                    audio_path=item.audio.relative_path,
+                    audio_sha256=item.audio.sha256,
+                    audio_bytes=item.audio.size,
+                    audio_mime=item.audio.mime,
+                    duration_seconds=item.audio.duration_seconds,
+                    client_kind=item.client_kind,
+                    key_name=item.key_name,
+                    remote_addr=item.remote_addr,
+                    meta=_meta(c),
+                )
+                session.add(row)
+                job = None
+                plan = plan_job(self.settings, c.talkgroup, item.audio.duration_seconds)
+                if plan is not None:
+                    status, reason = plan
+                    job = TranscriptionJob(
+                        call=row,
+                        status=status,
+                        priority=self.settings.transcription.default_priority,
+                        error=reason,
+                        finished_at=utcnow() if status == JobStatus.SKIPPED else None,
+                    )
+                    session.add(job)
+                session.flush()
+                results.append(
+                    IngestResult(
+                        call_id=row.id,
+                        duplicate=False,
+                        job_id=job.id if job else None,
+                        job_status=job.status if job else None,
+                    )
+                )
+            session.commit()
+        self._systems.update(systems)
+        self._talkgroups.update(talkgroups)
+        return results
+
+    def _find_duplicate(self, session: Session, item: IngestItem, window: timedelta) -> int | None:
+        if window.total_seconds() <= 0:
+            return None
+        c = item.call
+        same = Call.audio_sha256 == item.audio.sha256
+        if c.source is not None:
+            same = or_(same, Call.source == c.source)
+        stmt = (
+            select(Call.id)
+            .where(
+                Call.system_id == c.system,
+                Call.talkgroup == c.talkgroup,
+                Call.date_time >= c.date_time - window,
+                Call.date_time <= c.date_time + window,
+                same,
+            )
+            .limit(1)
+        )
+        return session.execute(stmt).scalar()
+
+    def _upsert_labels(
+        self,
+        session: Session,
+        c: CallData,
+        systems: dict[int, str | None],
+        talkgroups: dict[tuple[int, int], tuple[str | None, ...]],
+    ) -> None:
+        """Learn system and talkgroup labels from uploads, writing only when something changed."""
+        known = systems.get(c.system, self._systems.get(c.system, ...))
+        if known is ... or (c.system_label and c.system_label != known):
+            system = session.get(System, c.system)
+            if system is None:
+                system = System(id=c.system, label=c.system_label)
+                session.add(system)
+                session.flush()
+            elif c.system_label and system.label != c.system_label:
+                system.label = c.system_label
+            systems[c.system] = system.label
+        key = (c.system, c.talkgroup)
+        labels = (c.talkgroup_label, c.talkgroup_name, c.talkgroup_tag, c.talkgroup_group)
+        cached = talkgroups.get(key, self._talkgroups.get(key))
+        if cached is not None and all(
+            new is None or new == old for new, old in zip(labels, cached, strict=True)
+        ):
+            return
+        tg = session.execute(
+            select(Talkgroup).where(Talkgroup.system_id == c.system, Talkgroup.talkgroup == c.talkgroup)
+        ).scalar_one_or_none()
+        if tg is None:
+            tg = Talkgroup(system_id=c.system, talkgroup=c.talkgroup)
+            session.add(tg)
+        for attr, value in zip(("label", "name", "tag", "group"), labels, strict=True):
+            if value is not None:
+                setattr(tg, attr, value)
+        talkgroups[key] = (tg.label, tg.name, tg.tag, tg.group)
+
+
+def _meta(c: CallData) -> dict | None:
+    meta: dict = {}
+    if c.meta:
+        meta["trunk_recorder"] = c.meta
+    if c.ignored:
+        meta["ignored_fields"] = c.ignored
+    return meta or None
+
+
+class CommitError(Exception):
+    """The database did not accept the call; the client gets 503 and the file is removed."""
+
+
+def _commit_error() -> CommitError:
+    return CommitError("database unavailable")

@@ -1,0 +1,150 @@
+"""SQLAlchemy 2 models: systems, talkgroups, calls and transcription jobs.
+
+Times are stored as timezone-naive UTC (portable across SQLite and PostgreSQL) and converted to
+aware UTC at the API edge.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"  # created with the call, not yet handed to the broker
+    QUEUED = "queued"  # published to the broker
+    PROCESSING = "processing"  # claimed by a worker under a lease
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
+
+
+class System(Base):
+    __tablename__ = "systems"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Talkgroup(Base):
+    __tablename__ = "talkgroups"
+    __table_args__ = (UniqueConstraint("system_id", "talkgroup", name="uq_talkgroups_system_tg"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("systems.id", ondelete="CASCADE"))
+    talkgroup: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200))
+    tag: Mapped[str | None] = mapped_column(String(200))
+    group: Mapped[str | None] = mapped_column("group_name", String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_system_tg_time", "system_id", "talkgroup", "date_time"),
+        Index("ix_calls_date_time", "date_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("systems.id"))
+    talkgroup: Mapped[int] = mapped_column(BigInteger)
+    date_time: Mapped[datetime] = mapped_column(DateTime)
+    source: Mapped[int | None] = mapped_column(BigInteger)
+    frequency: Mapped[int | None] = mapped_column(BigInteger)
+    frequencies: Mapped[list[Any] | None] = mapped_column(JSON)
+    sources: Mapped[list[Any] | None] = mapped_column(JSON)
+    patches: Mapped[list[Any] | None] = mapped_column(JSON)
+    talkgroup_label: Mapped[str | None] = mapped_column(String(200))
+    talkgroup_group: Mapped[str | None] = mapped_column(String(200))
+    talkgroup_tag: Mapped[str | None] = mapped_column(String(200))
+    talkgroup_name: Mapped[str | None] = mapped_column(String(200))
+    system_label: Mapped[str | None] = mapped_column(String(200))
+    talker_alias: Mapped[str | None] = mapped_column(String(200))
+    site: Mapped[str | None] = mapped_column(String(100))
+    audio_name: Mapped[str | None] = mapped_column(String(255))
+    audio_type: Mapped[str | None] = mapped_column(String(100))
+    audio_path: Mapped[str] = mapped_column(String(500))
+    audio_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    audio_bytes: Mapped[int] = mapped_column(BigInteger)
+    audio_mime: Mapped[str] = mapped_column(String(100))
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    client_kind: Mapped[str] = mapped_column(String(40))
+    key_name: Mapped[str | None] = mapped_column(String(200))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    jobs: Mapped[list[TranscriptionJob]] = relationship(
+        back_populates="call", order_by="TranscriptionJob.id", lazy="raise"
+    )
+
+
+class TranscriptionJob(Base):
+    __tablename__ = "transcription_jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_call", "call_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=3)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(16))
+    language_probability: Mapped[float | None] = mapped_column(Float)
+    compute_type: Mapped[str | None] = mapped_column(String(32))
+    device: Mapped[str | None] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    segments: Mapped[list[Any] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # raw output, filters, notes
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    processing_ms: Mapped[float | None] = mapped_column(Float)
+    real_time_factor: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="jobs", lazy="raise")

@@ -1,0 +1,258 @@
+"""One settings object for every process (API, worker, sweeper, CLI).
+
+Sources, strongest first: explicit keyword arguments, ``RDIO_*`` environment variables (nested with
+``__``, e.g. ``RDIO_UPLOAD__MAX_UPLOAD_BYTES``), then the YAML file named by ``--config`` /
+``RDIO_CONFIG`` (default ``./config.yaml`` when present). Both the API and the GPU worker read the
+same object so a single YAML file describes a whole deployment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+Scope = Literal["upload", "read", "admin"]
+ALL = "*"
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one line naming the key (CLI exits 2)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SystemGrant(_Strict):
+    """One system a key may use, optionally narrowed to some talkgroups."""
+
+    id: int
+    talkgroups: Literal["*"] | list[int] = ALL
+
+
+class ApiKey(_Strict):
+    """An Rdio Scanner style API key extended with scopes."""
+
+    key: str = Field(min_length=1)
+    name: str = ""
+    scopes: list[Scope] = Field(default_factory=lambda: ["upload"])
+    systems: Literal["*"] | list[SystemGrant] = ALL
+    allowed_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+    disabled: bool = False
+    # Per-key override of upload.rate_limit_per_minute; 0 disables limiting for this key.
+    rate_limit_per_minute: int | None = Field(default=None, ge=0)
+
+    @field_validator("allowed_ips", mode="before")
+    @classmethod
+    def _cidrs(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [ipaddress.ip_network(str(v), strict=False) for v in value]
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.name or f"key-{self.key[:4]}…"
+
+    def allows_system(self, system: int) -> bool:
+        if self.systems == ALL:
+            return True
+        return any(g.id == system for g in self.systems)
+
+    def allows(self, system: int, talkgroup: int) -> bool:
+        if self.systems == ALL:
+            return True
+        for grant in self.systems:
+            if grant.id == system and (grant.talkgroups == ALL or talkgroup in grant.talkgroups):
+                return True
+        return False
+
+    def allows_ip(self, addr: str | None) -> bool:
+        if not self.allowed_ips:
+            return True
+        if not addr:
+            return False
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.allowed_ips)
+
+
+class AuthSettings(_Strict):
+    public_read: bool = False
+
+
+class UploadSettings(_Strict):
+    max_upload_bytes: int = Field(default=50_000_000, gt=0)
+    dedup_window_seconds: float = Field(default=2.0, ge=0)
+    # SDRTrunk fires uploads concurrently and never retries: the default must absorb bursts.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+
+
+class TLSSettings(_Strict):
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> TLSSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("tls.cert and tls.key must be set together")
+        return self
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    graceful_timeout_seconds: float = 10.0
+
+
+class TranscriptionSettings(_Strict):
+    """What the worker runs and which calls are queued automatically."""
+
+    enabled: bool = True
+    model: str = "tiny.en"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "auto"
+    models_dir: Path | None = None
+    language: str | None = None
+    batch_size: int = Field(default=8, ge=1)
+    talkgroups_include: list[int] = Field(default_factory=list)
+    talkgroups_exclude: list[int] = Field(default_factory=list)
+    min_audio_seconds: float = Field(default=0.5, ge=0)
+    max_audio_seconds: float = Field(default=900.0, gt=0)
+    default_priority: int = Field(default=3, ge=1, le=5)
+    max_attempts: int = Field(default=3, ge=1)
+    task_time_limit_seconds: int = Field(default=600, ge=10)
+    lease_seconds: int = Field(default=660, ge=5)
+    retry_backoff_max_seconds: int = Field(default=120, ge=1)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    stale_after_seconds: float = Field(default=120.0, gt=0)
+
+    def wants(self, talkgroup: int) -> bool:
+        if self.talkgroups_include and talkgroup not in self.talkgroups_include:
+            return False
+        return talkgroup not in self.talkgroups_exclude
+
+
+class FlowerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5555, ge=0, le=65535)
+    user: str | None = None
+    password: str | None = None
+
+
+class Settings(BaseSettings):
+    """The whole configuration; see config.example.yaml for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RDIO_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    audio_dir: Path | None = None
+    broker_url: str | None = None
+    log_level: str = "INFO"
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    upload: UploadSettings = Field(default_factory=UploadSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
+    flower: FlowerSettings = Field(default_factory=FlowerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _yaml_path.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'rdio.db').resolve()}"
+
+    @property
+    def resolved_audio_dir(self) -> Path:
+        return (self.audio_dir or self.data_dir / "audio").resolve()
+
+    def find_key(self, key: str | None) -> ApiKey | None:
+        if not key:
+            return None
+        for candidate in self.api_keys:
+            if candidate.key == key:
+                return candidate
+        return None
+
+
+class _PathHolder(threading.local):
+    def __init__(self) -> None:
+        self.value: Path | None = None
+
+    def get(self) -> Path | None:
+        return self.value
+
+
+_yaml_path = _PathHolder()
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """Which YAML file applies: --config, else RDIO_CONFIG, else ./config.yaml if present."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("RDIO_CONFIG")
+    if env:
+        return Path(env)
+    default = Path("config.yaml")
+    return default if default.exists() else None
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings or raise ConfigError with a one-line message naming the bad key."""
+    path = config_path(explicit)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of keys")
+    _yaml_path.value = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"config key '{key}': {err['msg']}{more}") from None
+    finally:
+        _yaml_path.value = None

@@ -1,0 +1,134 @@
+"""Test helpers: real server processes on ephemeral ports and SDRTrunk-exact request bytes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO / "tests" / "data" / "clips"
+SHARED_SPEECH = REPO.parent / "shared" / "speech"
+SDRTRUNK_BOUNDARY = "--sdrtrunk-sdrtrunk-sdrtrunk"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, **kw) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0, **kw).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class ServerProcess:
+    """``rdio-api serve`` in a subprocess with its own config file and data dir."""
+
+    def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None, scheme: str = "http"):
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "config.yaml"
+        self.config = config
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self.scheme = scheme
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        self.log_path = workdir / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rdio_api", "serve", "--config", str(self.config_path),
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_http(f"{self.url}/health", timeout, self.proc, verify=False)
+        return self
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def sdrtrunk_body(fields: Iterable[tuple[str, str]], audio: bytes | None, filename: str = "20260103_003124.796.mp3",
+                  disposition: str | None = None, extra_audio_headers: str = "") -> bytes:
+    """Multipart exactly as SDRTrunk builds it: text parts without Content-Type, audio last with
+    ``filename`` before ``name`` and no Content-Type."""
+    out = bytearray()
+    for name, value in fields:
+        out += f"--{SDRTRUNK_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
+    if audio is not None:
+        disp = disposition or f'form-data; filename="{filename}"; name="audio"'
+        out += f"--{SDRTRUNK_BOUNDARY}\r\nContent-Disposition: {disp}\r\n{extra_audio_headers}\r\n".encode()
+        out += audio + b"\r\n"
+    out += f"--{SDRTRUNK_BOUNDARY}--\r\n".encode()
+    return bytes(out)
+
+
+def raw_request(port: int, body: bytes, path: str = "/api/call-upload", h2c_upgrade: bool = True,
+                content_type: str = f"multipart/form-data; boundary={SDRTRUNK_BOUNDARY}",
+                content_length: int | None = None, timeout: float = 10.0) -> tuple[str, dict[str, str], bytes]:
+    """Send one HTTP/1.1 request the way SDRTrunk's JDK client does; return (status line, headers, body)."""
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    if h2c_upgrade:
+        head += ["Connection: Upgrade, HTTP2-Settings", "HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA",
+                 "Upgrade: h2c"]
+    head += [f"Content-Length: {len(body) if content_length is None else content_length}",
+             "User-Agent: Java-http-client/21.0.5", f"Content-Type: {content_type}"]
+    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        if content_length is not None and content_length > len(body):
+            sock.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        header_blob, _, rest = bytes(data).partition(b"\r\n\r\n")
+        lines = header_blob.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        body_out = bytearray(rest)
+        while len(body_out) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body_out += chunk
+        return lines[0], headers, bytes(body_out)
+
+
+def clip(name: str) -> bytes:
+    return (CLIPS / name).read_bytes()
