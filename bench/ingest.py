@@ -18,7 +18,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,20 +31,32 @@ BOUNDARY = "--sdrtrunk-sdrtrunk-sdrtrunk"
 BENCH_KEY = "bench-key"
 
 
-def build_request(host: str, port: int, key: str, system: int, talkgroup: int, when: int, source: int,
-                  audio: bytes) -> bytes:
-    fields = [("key", key), ("system", str(system)), ("dateTime", str(when)), ("talkgroup", str(talkgroup)),
-              ("source", str(source)), ("frequency", "851012500"), ("talkgroupLabel", "Bench TG"),
-              ("talkgroupGroup", "null"), ("systemLabel", "Bench"), ("patches", "[]")]
+def build_request(
+    host: str, port: int, key: str, system: int, talkgroup: int, when: int, source: int, audio: bytes
+) -> bytes:
+    fields = [
+        ("key", key),
+        ("system", str(system)),
+        ("dateTime", str(when)),
+        ("talkgroup", str(talkgroup)),
+        ("source", str(source)),
+        ("frequency", "851012500"),
+        ("talkgroupLabel", "Bench TG"),
+        ("talkgroupGroup", "null"),
+        ("systemLabel", "Bench"),
+        ("patches", "[]"),
+    ]
     body = bytearray()
     for name, value in fields:
-        body += f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
-    body += f"--{BOUNDARY}\r\nContent-Disposition: form-data; filename=\"{when}.mp3\"; name=\"audio\"\r\n\r\n".encode()
+        body += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    body += f'--{BOUNDARY}\r\nContent-Disposition: form-data; filename="{when}.mp3"; name="audio"\r\n\r\n'.encode()
     body += audio + f"\r\n--{BOUNDARY}--\r\n".encode()
-    head = (f"POST /api/call-upload HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-            f"HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA\r\nUpgrade: h2c\r\n"
-            f"Content-Length: {len(body)}\r\nUser-Agent: Java-http-client/21\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n")
+    head = (
+        f"POST /api/call-upload HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        f"HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA\r\nUpgrade: h2c\r\n"
+        f"Content-Length: {len(body)}\r\nUser-Agent: Java-http-client/21\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n\r\n"
+    )
     return head.encode() + bytes(body)
 
 
@@ -66,7 +77,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     return status, body, keep_alive
 
 
-async def worker(host: str, port: int, jobs: asyncio.Queue, latencies: list[float], errors: list[str]) -> None:
+async def worker(
+    host: str, port: int, jobs: asyncio.Queue, latencies: list[float], errors: list[str]
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
@@ -107,8 +120,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def run_once(host: str, port: int, key: str, concurrency: int, total: int, audio: bytes,
-                   server_pid: int | None) -> dict:
+async def run_once(
+    host: str, port: int, key: str, concurrency: int, total: int, audio: bytes, server_pid: int | None
+) -> dict:
     base_system = random.randint(10_000, 10_000_000)
     now = int(time.time())
     jobs: asyncio.Queue = asyncio.Queue()
@@ -134,7 +148,9 @@ async def run_once(host: str, port: int, key: str, concurrency: int, total: int,
         "error_sample": errors[:3],
     }
     if cpu0 is not None and server_pid:
-        result["server_cpu_ms_per_upload"] = round((cpu_seconds(server_pid) - cpu0) * 1000 / max(1, len(latencies)), 3)
+        result["server_cpu_ms_per_upload"] = round(
+            (cpu_seconds(server_pid) - cpu0) * 1000 / max(1, len(latencies)), 3
+        )
     return result
 
 
@@ -147,11 +163,25 @@ def spawn_server(cpu: int | None, extra_env: dict[str, str]) -> tuple[subprocess
         f"data_dir: {work / 'data'}\nlog_level: WARNING\ntranscription:\n  enabled: false\n"
         f"api_keys:\n  - key: {BENCH_KEY}\n    name: bench\n    scopes: [upload]\n    rate_limit_per_minute: 0\n"
     )
-    cmd = [sys.executable, "-m", "rdio_api", "serve", "--config", str(work / "config.yaml"), "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rdio_api",
+        "serve",
+        "--config",
+        str(work / "config.yaml"),
+        "--port",
+        str(port),
+    ]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    proc = subprocess.Popen(cmd, cwd=work, env={**os.environ, **extra_env}, stdout=subprocess.DEVNULL,
-                            stderr=open(work / "server.log", "wb"))  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd,
+        cwd=work,
+        env={**os.environ, **extra_env},
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "wb"),
+    )  # noqa: SIM115
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -164,13 +194,17 @@ def spawn_server(cpu: int | None, extra_env: dict[str, str]) -> tuple[subprocess
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default=None, help="a running server (default: --spawn one)")
     parser.add_argument("--key", default=BENCH_KEY, help="upload key (use one with rate_limit_per_minute: 0)")
     parser.add_argument("--spawn", action="store_true", help="start a fresh server for the run")
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU to pin a spawned server to (-1: none)")
     parser.add_argument("--client-cpu", type=int, default=1, help="CPU to pin this generator to (-1: none)")
-    parser.add_argument("--server-pid", type=int, default=None, help="PID of a running server, for CPU figures")
+    parser.add_argument(
+        "--server-pid", type=int, default=None, help="PID of a running server, for CPU figures"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32])
     parser.add_argument("--requests", type=int, default=2000, help="uploads per run")
     parser.add_argument("--runs", type=int, default=1, help="runs per concurrency (one JSON line each)")
@@ -184,7 +218,7 @@ def main() -> int:
     proc = None
     server_pid = args.server_pid
     if args.url is None or args.spawn:
-        proc, port, work = spawn_server(None if args.server_cpu < 0 else args.server_cpu, {})
+        proc, port, _work = spawn_server(None if args.server_cpu < 0 else args.server_cpu, {})
         host, server_pid = "127.0.0.1", proc.pid
     else:
         parsed = urlparse(args.url)
@@ -194,7 +228,9 @@ def main() -> int:
             asyncio.run(run_once(host, port, args.key, 8, args.warmup, audio, None))
         for concurrency in args.concurrency:
             for _ in range(args.runs):
-                result = asyncio.run(run_once(host, port, args.key, concurrency, args.requests, audio, server_pid))
+                result = asyncio.run(
+                    run_once(host, port, args.key, concurrency, args.requests, audio, server_pid)
+                )
                 print(json.dumps(result), flush=True)
     finally:
         if proc is not None:
