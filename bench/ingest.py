@@ -180,8 +180,8 @@ def spawn_server(cpu: int | None, extra_env: dict[str, str]) -> tuple[subprocess
         cwd=work,
         env={**os.environ, **extra_env},
         stdout=subprocess.DEVNULL,
-        stderr=open(work / "server.log", "wb"),
-    )  # noqa: SIM115
+        stderr=open(work / "server.log", "wb"),  # noqa: SIM115 - the child owns it
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

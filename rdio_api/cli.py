@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rdio_api.logging_setup import configure
 from rdio_core.settings import ConfigError, Settings, load_settings
@@ -43,6 +47,52 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("up")
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from rdio_api.supervisor import Supervisor
+
+    sup = Supervisor(settings, args.host or settings.server.host, _port(args, settings), args.config)
+    try:
+        sup.start()
+    except Exception:
+        sup.stop()
+        raise
+    return sup.wait()
+
+
+@command("sweep")
+def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from rdio_core import db
+    from rdio_tasks.celery_app import app
+    from rdio_tasks.dispatch import Dispatcher
+
+    engine = db.make_engine(settings.resolved_database_url)
+    db.upgrade(engine)
+    dispatcher = Dispatcher(settings, db.make_session_factory(engine), app)
+    while True:
+        print(json.dumps(dispatcher.sweep_once()), flush=True)
+        if args.once:
+            return 0
+        time.sleep(settings.transcription.sweep_interval_seconds)
+
+
+@command("flower")
+def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
+    from rdio_tasks.flower_guard import flower_argv
+
+    try:
+        argv = flower_argv(settings, args.host, args.port, args.no_auth)
+    except ValueError as exc:
+        print(f"rdio-api: {exc}", file=sys.stderr)
+        return 2
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "rdio_tasks", *argv])
+    return 0  # not reached
+
+
+def _port(args: argparse.Namespace, settings: Settings) -> int:
+    return args.port if args.port is not None else settings.server.port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdio-api", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -53,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
 
+    up = sub.add_parser("up", parents=[common], help="run the whole system: Redis, API, worker, Flower")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+
+    sweep = sub.add_parser("sweep", parents=[common], help="re-publish stuck transcription jobs")
+    sweep.add_argument("--once", action="store_true", help="one sweep, print the result, exit")
+
+    flower = sub.add_parser("flower", parents=[common], help="Flower monitoring with basic auth")
+    flower.add_argument("--host")
+    flower.add_argument("--port", type=int)
+    flower.add_argument("--no-auth", action="store_true", help="allow no credentials (loopback only)")
+
     dbp = sub.add_parser("db", parents=[common], help="database maintenance")
     dbp.add_argument("action", choices=["upgrade"])
     return parser
@@ -61,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config:
+        # Children (worker, flower) and celeryconfig read the same file.
+        os.environ["RDIO_CONFIG"] = str(Path(args.config).resolve())
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

@@ -58,9 +58,22 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rdio_api", "serve", "--config", str(self.config_path),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "rdio_api",
+                "serve",
+                "--config",
+                str(self.config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_http(f"{self.url}/health", timeout, self.proc, verify=False)
         return self
@@ -81,13 +94,18 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def sdrtrunk_body(fields: Iterable[tuple[str, str]], audio: bytes | None, filename: str = "20260103_003124.796.mp3",
-                  disposition: str | None = None, extra_audio_headers: str = "") -> bytes:
+def sdrtrunk_body(
+    fields: Iterable[tuple[str, str]],
+    audio: bytes | None,
+    filename: str = "20260103_003124.796.mp3",
+    disposition: str | None = None,
+    extra_audio_headers: str = "",
+) -> bytes:
     """Multipart exactly as SDRTrunk builds it: text parts without Content-Type, audio last with
     ``filename`` before ``name`` and no Content-Type."""
     out = bytearray()
     for name, value in fields:
-        out += f"--{SDRTRUNK_BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
+        out += f'--{SDRTRUNK_BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
     if audio is not None:
         disp = disposition or f'form-data; filename="{filename}"; name="audio"'
         out += f"--{SDRTRUNK_BOUNDARY}\r\nContent-Disposition: {disp}\r\n{extra_audio_headers}\r\n".encode()
@@ -96,16 +114,28 @@ def sdrtrunk_body(fields: Iterable[tuple[str, str]], audio: bytes | None, filena
     return bytes(out)
 
 
-def raw_request(port: int, body: bytes, path: str = "/api/call-upload", h2c_upgrade: bool = True,
-                content_type: str = f"multipart/form-data; boundary={SDRTRUNK_BOUNDARY}",
-                content_length: int | None = None, timeout: float = 10.0) -> tuple[str, dict[str, str], bytes]:
+def raw_request(
+    port: int,
+    body: bytes,
+    path: str = "/api/call-upload",
+    h2c_upgrade: bool = True,
+    content_type: str = f"multipart/form-data; boundary={SDRTRUNK_BOUNDARY}",
+    content_length: int | None = None,
+    timeout: float = 10.0,
+) -> tuple[str, dict[str, str], bytes]:
     """Send one HTTP/1.1 request the way SDRTrunk's JDK client does; return (status line, headers, body)."""
     head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     if h2c_upgrade:
-        head += ["Connection: Upgrade, HTTP2-Settings", "HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA",
-                 "Upgrade: h2c"]
-    head += [f"Content-Length: {len(body) if content_length is None else content_length}",
-             "User-Agent: Java-http-client/21.0.5", f"Content-Type: {content_type}"]
+        head += [
+            "Connection: Upgrade, HTTP2-Settings",
+            "HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA",
+            "Upgrade: h2c",
+        ]
+    head += [
+        f"Content-Length: {len(body) if content_length is None else content_length}",
+        "User-Agent: Java-http-client/21.0.5",
+        f"Content-Type: {content_type}",
+    ]
     request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)

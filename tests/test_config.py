@@ -11,14 +11,22 @@ from rdio_core.settings import ConfigError, load_settings
 
 
 def run_cli(*args: str, cwd, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rdio_api", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "rdio_api", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_yaml_then_env_override(tmp_path, monkeypatch):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("data_dir: /srv/rdio\nupload:\n  max_upload_bytes: 1000\n"
-                   "api_keys:\n  - key: k1\n    scopes: [upload, read]\n    systems: [{id: 11, talkgroups: [1, 2]}]\n")
+    cfg.write_text(
+        "data_dir: /srv/rdio\nupload:\n  max_upload_bytes: 1000\n"
+        "api_keys:\n  - key: k1\n    scopes: [upload, read]\n    systems: [{id: 11, talkgroups: [1, 2]}]\n"
+    )
     monkeypatch.setenv("RDIO_UPLOAD__MAX_UPLOAD_BYTES", "2000")
     s = load_settings(cfg)
     assert str(s.data_dir) == "/srv/rdio" and s.upload.max_upload_bytes == 2000

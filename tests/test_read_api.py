@@ -19,8 +19,11 @@ def seeded(server):
     base = int(time.time()) - 3600
     ids = []
     for i in range(5):
-        r = post(server, sdrtrunk_fields(system, talkgroup=100 + i % 2, when=base + 60 * i, source=i + 1),
-                 clip("speech_sdrtrunk.mp3"))
+        r = post(
+            server,
+            sdrtrunk_fields(system, talkgroup=100 + i % 2, when=base + 60 * i, source=i + 1),
+            clip("speech_sdrtrunk.mp3"),
+        )
         assert r.status_code == 200
         ids.append(int(r.headers["x-call-id"]))
     return system, base, ids
@@ -68,9 +71,26 @@ def test_list_filters_newest_first_and_cursor(server, seeded):
 def test_call_detail_has_every_field(server, seeded):
     system, _, ids = seeded
     call = get(server, f"/api/calls/{ids[0]}").json()
-    for field in ("system", "talkgroup", "date_time", "source", "frequency", "talkgroup_label", "system_label",
-                  "audio_sha256", "audio_bytes", "audio_mime", "duration_seconds", "received_at", "client_kind",
-                  "key_name", "audio_url", "transcription_status", "transcript", "patches"):
+    for field in (
+        "system",
+        "talkgroup",
+        "date_time",
+        "source",
+        "frequency",
+        "talkgroup_label",
+        "system_label",
+        "audio_sha256",
+        "audio_bytes",
+        "audio_mime",
+        "duration_seconds",
+        "received_at",
+        "client_kind",
+        "key_name",
+        "audio_url",
+        "transcription_status",
+        "transcript",
+        "patches",
+    ):
         assert field in call
     assert call["system"] == system and call["talkgroup"] == 100 and call["source"] == 1
     assert call["date_time"].endswith("+00:00")
@@ -82,8 +102,9 @@ def test_audio_download_and_range(server, seeded):
     audio = clip("speech_sdrtrunk.mp3")
     r = get(server, f"/api/calls/{ids[0]}/audio")
     assert r.status_code == 200 and r.content == audio and r.headers["content-type"] == "audio/mpeg"
-    part = httpx.get(f"{server.url}/api/calls/{ids[0]}/audio",
-                     headers={"X-API-Key": READ_KEY, "Range": "bytes=100-299"})
+    part = httpx.get(
+        f"{server.url}/api/calls/{ids[0]}/audio", headers={"X-API-Key": READ_KEY, "Range": "bytes=100-299"}
+    )
     assert part.status_code == 206 and part.content == audio[100:300]
     assert part.headers["content-range"] == f"bytes 100-299/{len(audio)}"
 
@@ -114,7 +135,9 @@ def test_health_ready_docs(server):
 
 
 def test_public_read(tmp_path, database_url):
-    srv = ServerProcess(tmp_path, base_config(tmp_path / "data", database_url, auth={"public_read": True})).start()
+    srv = ServerProcess(
+        tmp_path, base_config(tmp_path / "data", database_url, auth={"public_read": True})
+    ).start()
     try:
         assert httpx.get(f"{srv.url}/api/calls").status_code == 200
         assert httpx.get(f"{srv.url}/api/systems").status_code == 200

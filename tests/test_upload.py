@@ -26,8 +26,14 @@ def fresh_system() -> int:
     return next(_systems)
 
 
-def sdrtrunk_fields(system: int, talkgroup: int = 52198, key: str = UPLOAD_KEY, when: int | None = None,
-                    source: int = 1610123, **extra: str) -> list[tuple[str, str]]:
+def sdrtrunk_fields(
+    system: int,
+    talkgroup: int = 52198,
+    key: str = UPLOAD_KEY,
+    when: int | None = None,
+    source: int = 1610123,
+    **extra: str,
+) -> list[tuple[str, str]]:
     fields = [
         ("key", key),
         ("system", str(system)),
@@ -55,8 +61,14 @@ def audio_files(server) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def post(server, fields, audio: bytes | None = None, filename: str = "call.mp3", path: str = "/api/call-upload",
-         headers: dict | None = None) -> httpx.Response:
+def post(
+    server,
+    fields,
+    audio: bytes | None = None,
+    filename: str = "call.mp3",
+    path: str = "/api/call-upload",
+    headers: dict | None = None,
+) -> httpx.Response:
     files = {"audio": (filename, audio, "application/octet-stream")} if audio is not None else None
     return httpx.post(f"{server.url}{path}", data=dict(fields), files=files, headers=headers, timeout=10)
 
@@ -92,14 +104,21 @@ def test_sdrtrunk_upload_with_h2c_upgrade_headers_and_body(server, db_engine):
     [
         ('form-data; name="audio"', ""),  # oldest builds: no filename
         ('form-data; filename ="20260103_003124.796.mp3"; name="audio"', ""),  # space before '='
-        ('form-data; filename="x.mp3"; name="audio"', "Content-Type: audio/mpeg\r\nContent-Type: audio/mpeg\r\n"),
+        (
+            'form-data; filename="x.mp3"; name="audio"',
+            "Content-Type: audio/mpeg\r\nContent-Type: audio/mpeg\r\n",
+        ),
     ],
     ids=["no-filename", "filename-space", "duplicate-content-type"],
 )
 def test_older_sdrtrunk_multipart_variants(server, db_engine, disposition, extra):
     system = fresh_system()
-    body = sdrtrunk_body(sdrtrunk_fields(system), clip("speech_sdrtrunk.mp3"), disposition=disposition,
-                         extra_audio_headers=extra)
+    body = sdrtrunk_body(
+        sdrtrunk_fields(system),
+        clip("speech_sdrtrunk.mp3"),
+        disposition=disposition,
+        extra_audio_headers=extra,
+    )
     status, _, text = raw_request(server.port, body)
     assert status.startswith("HTTP/1.1 200") and SUCCESS in text.decode()
     assert len(calls_for(db_engine, system)) == 1
@@ -126,7 +145,9 @@ def test_connection_test_key_not_for_system(server):
 
 def test_json_answer_only_when_asked(server):
     system = fresh_system()
-    r = post(server, sdrtrunk_fields(system), clip("speech_sdrtrunk.mp3"), headers={"Accept": "application/json"})
+    r = post(
+        server, sdrtrunk_fields(system), clip("speech_sdrtrunk.mp3"), headers={"Accept": "application/json"}
+    )
     assert r.status_code == 200
     assert r.json() == {"id": int(r.headers["x-call-id"]), "message": SUCCESS}
     r2 = post(server, sdrtrunk_fields(system, talkgroup=7), clip("speech_sdrtrunk.mp3"))
@@ -136,8 +157,11 @@ def test_json_answer_only_when_asked(server):
 def test_http2_prior_knowledge(server, db_engine):
     system = fresh_system()
     with httpx.Client(http1=False, http2=True) as client:
-        r = client.post(f"{server.url}/api/call-upload", data=dict(sdrtrunk_fields(system)),
-                        files={"audio": ("a.mp3", clip("speech_sdrtrunk.mp3"))})
+        r = client.post(
+            f"{server.url}/api/call-upload",
+            data=dict(sdrtrunk_fields(system)),
+            files={"audio": ("a.mp3", clip("speech_sdrtrunk.mp3"))},
+        )
     assert r.http_version == "HTTP/2" and r.status_code == 200 and r.text == SUCCESS
     assert len(calls_for(db_engine, system)) == 1
 
@@ -147,12 +171,24 @@ def test_http2_prior_knowledge(server, db_engine):
 
 def trunk_recorder_meta(talkgroup: int, start: int) -> dict:
     return {
-        "freq": 851262500, "start_time": start, "stop_time": start + 3, "emergency": 0, "talkgroup": talkgroup,
-        "talkgroup_tag": "Fire Disp", "talkgroup_description": "Fire Dispatch Main", "talkgroup_group": "Fire",
-        "talkgroup_group_tag": "Fire-Tac", "audio_type": "digital", "short_name": "county",
+        "freq": 851262500,
+        "start_time": start,
+        "stop_time": start + 3,
+        "emergency": 0,
+        "talkgroup": talkgroup,
+        "talkgroup_tag": "Fire Disp",
+        "talkgroup_description": "Fire Dispatch Main",
+        "talkgroup_group": "Fire",
+        "talkgroup_group_tag": "Fire-Tac",
+        "audio_type": "digital",
+        "short_name": "county",
         "patched_talkgroups": [talkgroup, 9101],
-        "freqList": [{"freq": 851262500, "time": start, "pos": 0.0, "len": 3.0, "error_count": 0, "spike_count": 0}],
-        "srcList": [{"src": 4201234, "time": start, "pos": 0.0, "emergency": 0, "signal_system": "", "tag": ""}],
+        "freqList": [
+            {"freq": 851262500, "time": start, "pos": 0.0, "len": 3.0, "error_count": 0, "spike_count": 0}
+        ],
+        "srcList": [
+            {"src": 4201234, "time": start, "pos": 0.0, "emergency": 0, "signal_system": "", "tag": ""}
+        ],
     }
 
 
@@ -164,8 +200,10 @@ def test_trunk_recorder_m4a_with_meta(server, db_engine):
     r = httpx.post(
         f"{server.url}/api/trunk-recorder-call-upload",
         data={"key": UPLOAD_KEY, "system": str(system)},
-        files={"audio": ("3101-1700000000_851262500.m4a", audio, "application/octet-stream"),
-               "meta": ("3101-1700000000_851262500.json", meta.encode(), "application/json")},
+        files={
+            "audio": ("3101-1700000000_851262500.m4a", audio, "application/octet-stream"),
+            "meta": ("3101-1700000000_851262500.json", meta.encode(), "application/json"),
+        },
         headers={"User-Agent": "TrunkRecorder1.0"},
         timeout=10,
     )
@@ -184,11 +222,18 @@ def test_trunk_recorder_m4a_with_meta(server, db_engine):
 def test_trunk_recorder_style_fields_on_call_upload(server, db_engine):
     """trunk-recorder's rdioscanner plugin posts to /api/call-upload with JSON arrays."""
     system = fresh_system()
-    fields = [("key", UPLOAD_KEY), ("system", str(system)), ("dateTime", str(int(time.time()))),
-              ("talkgroup", "4005"), ("frequency", "0"), ("source", "0"),
-              ("frequencies", json.dumps([{"freq": 852000000, "time": 1, "pos": 0}])),
-              ("sources", json.dumps([{"src": 777, "time": 1, "pos": 0}])),
-              ("patches", "[60001,101,102]"), ("talkgroupTag", "Law Dispatch")]
+    fields = [
+        ("key", UPLOAD_KEY),
+        ("system", str(system)),
+        ("dateTime", str(int(time.time()))),
+        ("talkgroup", "4005"),
+        ("frequency", "0"),
+        ("source", "0"),
+        ("frequencies", json.dumps([{"freq": 852000000, "time": 1, "pos": 0}])),
+        ("sources", json.dumps([{"src": 777, "time": 1, "pos": 0}])),
+        ("patches", "[60001,101,102]"),
+        ("talkgroupTag", "Law Dispatch"),
+    ]
     r = post(server, fields, clip("speech.wav"), filename="x.wav")
     assert r.status_code == 200
     (row,) = calls_for(db_engine, system)
@@ -246,10 +291,13 @@ def test_ip_allow_list_and_disabled_key(server):
 
 
 def test_not_multipart_is_400(server):
-    r = httpx.post(f"{server.url}/api/call-upload", content=b'{"key": "x"}',
-                   headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        f"{server.url}/api/call-upload", content=b'{"key": "x"}', headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "multipart/form-data" in r.text
-    r = httpx.post(f"{server.url}/api/call-upload", content=b"x", headers={"Content-Type": "multipart/form-data"})
+    r = httpx.post(
+        f"{server.url}/api/call-upload", content=b"x", headers={"Content-Type": "multipart/form-data"}
+    )
     assert r.status_code == 400 and "boundary" in r.text
 
 
@@ -336,11 +384,16 @@ def test_concurrent_duplicate_burst_stores_one_call(server, db_engine):
 
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=10) as client:
-            return await asyncio.gather(*[
-                client.post(f"{server.url}/api/call-upload", data=dict(sdrtrunk_fields(system, when=when, source=9)),
-                            files={"audio": ("a.mp3", audio)})
-                for _ in range(8)
-            ])
+            return await asyncio.gather(
+                *[
+                    client.post(
+                        f"{server.url}/api/call-upload",
+                        data=dict(sdrtrunk_fields(system, when=when, source=9)),
+                        files={"audio": ("a.mp3", audio)},
+                    )
+                    for _ in range(8)
+                ]
+            )
 
     responses = asyncio.run(burst())
     texts = sorted(r.text for r in responses)
@@ -351,12 +404,17 @@ def test_concurrent_duplicate_burst_stores_one_call(server, db_engine):
 def test_labels_are_learned(server, db_engine):
     system = fresh_system()
     post(server, sdrtrunk_fields(system, talkgroup=42), clip("speech_sdrtrunk.mp3"))
-    post(server, sdrtrunk_fields(system, talkgroup=42, when=int(time.time()) + 30, source=2,
-                                 talkgroupLabel="Renamed"), clip("speech_sdrtrunk.mp3"))
+    post(
+        server,
+        sdrtrunk_fields(system, talkgroup=42, when=int(time.time()) + 30, source=2, talkgroupLabel="Renamed"),
+        clip("speech_sdrtrunk.mp3"),
+    )
     with db_engine.connect() as conn:
         sys_row = conn.execute(select(System).where(System.id == system)).one()
         tg = conn.execute(select(Talkgroup).where(Talkgroup.system_id == system)).one()
-        n = conn.execute(select(func.count()).select_from(Talkgroup).where(Talkgroup.system_id == system)).scalar()
+        n = conn.execute(
+            select(func.count()).select_from(Talkgroup).where(Talkgroup.system_id == system)
+        ).scalar()
     assert sys_row.label == "County P25" and tg.label == "Renamed" and n == 1
 
 
@@ -375,5 +433,7 @@ def test_boundary_is_what_sdrtrunk_sends():
     # Guard against the helper drifting from SDRTrunk's real framing.
     body = sdrtrunk_body([("key", "k")], b"AB")
     assert body.startswith(b"----sdrtrunk-sdrtrunk-sdrtrunk\r\n")
-    assert b'Content-Disposition: form-data; filename="20260103_003124.796.mp3"; name="audio"\r\n\r\nAB' in body
+    assert (
+        b'Content-Disposition: form-data; filename="20260103_003124.796.mp3"; name="audio"\r\n\r\nAB' in body
+    )
     assert SDRTRUNK_BOUNDARY == "--sdrtrunk-sdrtrunk-sdrtrunk"

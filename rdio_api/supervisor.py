@@ -1,0 +1,178 @@
+"""``rdio-api up``: the whole system on one machine, no services installed by hand.
+
+Starts, in order, an embedded Redis (unless ``broker_url`` is set), the API (Hypercorn), one Celery
+worker on queue ``gpu`` and Flower, each as a child process. Ctrl-C or SIGTERM stops them in
+reverse order; if any child dies, the rest are stopped too, so nothing is left running. Children
+also get PR_SET_PDEATHSIG so a SIGKILLed supervisor does not leave orphans on Linux.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdio_core.embedded_redis import EmbeddedRedis, free_port
+from rdio_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def flower_credentials(settings: Settings) -> tuple[str, str]:
+    """Configured Flower credentials, or generated ones kept in data_dir (0600) across restarts."""
+    if settings.flower.user and settings.flower.password:
+        return settings.flower.user, settings.flower.password
+    path = settings.data_dir / "flower-credentials"
+    if path.is_file():
+        user, _, password = path.read_text().strip().partition(":")
+        if user and password:
+            return user, password
+    path.parent.mkdir(parents=True, exist_ok=True)
+    user, password = "admin", secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{user}:{password}\n")
+    return user, password
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, host: str, port: int, config_path: str | None):
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.config_path = config_path
+        self.children: list[Child] = []
+        self.redis: EmbeddedRedis | None = None
+        self._stopping = False
+
+    def _env(self, broker_url: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["RDIO_BROKER_URL"] = broker_url
+        env["RDIO_DATA_DIR"] = str(self.settings.data_dir.resolve())
+        env.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+        if self.config_path:
+            env["RDIO_CONFIG"] = str(Path(self.config_path).resolve())
+        return env
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+        self.children.append(Child(name, proc))
+
+    def start(self) -> None:
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        broker_url = self.settings.broker_url
+        if not broker_url:
+            self.redis = EmbeddedRedis(data_dir / "redis", port=free_port()).start(
+                preexec_fn=_die_with_parent
+            )
+            broker_url = self.redis.url
+        env = self._env(broker_url)
+        py = sys.executable
+        self._spawn(
+            "api", [py, "-m", "rdio_api", "serve", "--host", self.host, "--port", str(self.port)], env
+        )
+        self._spawn(
+            "worker",
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "rdio_tasks",
+                "worker",
+                "-Q",
+                "gpu",
+                "-c",
+                "1",
+                "--pool",
+                "prefork",
+                "-n",
+                "rdio-embedded@%h",
+                "--loglevel",
+                "INFO",
+                "-E",
+            ],
+            env,
+        )
+        user, password = flower_credentials(self.settings)
+        flower_port = self.settings.flower.port
+        self._spawn(
+            "flower",
+            [py, "-m", "rdio_api", "flower", "--port", str(flower_port)],
+            {**env, "RDIO_FLOWER__USER": user, "RDIO_FLOWER__PASSWORD": password},
+        )
+        scheme = "https" if self.settings.tls.cert else "http"
+        print(
+            "\nrdio-api is up:\n"
+            f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs)\n"
+            f"  broker (Redis)   {broker_url}{'  (embedded, AOF in ' + str(data_dir / 'redis') + ')' if self.redis else ''}\n"
+            f"  worker           1 process on queue 'gpu' (model {self.settings.transcription.model})\n"
+            f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user} / password {password}\n"
+            f"  data             {data_dir}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+
+    def wait(self) -> int:
+        """Block until a signal or a child exits; then stop everything."""
+        stop = {"sig": None}
+
+        def handler(signum, _frame):  # type: ignore[no-untyped-def]
+            stop["sig"] = signum
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        code = 0
+        while stop["sig"] is None:
+            for child in self.children:
+                if child.proc.poll() is not None:
+                    log.error("%s exited with %s; stopping everything", child.name, child.proc.returncode)
+                    code = 1
+                    stop["sig"] = -1
+                    break
+            if self.redis and self.redis.proc and self.redis.proc.poll() is not None:
+                log.error("embedded redis exited; stopping everything")
+                code, stop["sig"] = 1, -1
+            time.sleep(0.2)
+        self.stop()
+        return code
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in reversed(self.children):
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", child.name)
+                child.proc.kill()
+                child.proc.wait(5)
+        if self.redis:
+            self.redis.stop()

@@ -1,0 +1,10 @@
+"""The Celery application: ``celery -A rdio_tasks worker -Q gpu`` finds it as ``rdio_tasks.app``.
+
+Importing this module is cheap (no torch, no CUDA): the API imports it to publish tasks, and the
+worker's parent process imports it before forking children that load the model.
+"""
+
+from celery import Celery
+
+app = Celery("rdio_tasks", include=["rdio_tasks.tasks"])
+app.config_from_object("celeryconfig")

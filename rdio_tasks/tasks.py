@@ -1,0 +1,150 @@
+"""``transcribe_call``: one call's transcription, idempotent and safe to redeliver."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import signals
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+
+from rdio_core.models import JobStatus
+from rdio_tasks import jobs
+from rdio_tasks.celery_app import app
+from rdio_tasks.context import WorkerContext, context
+from rdio_tasks.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+
+class TransientError(Exception):
+    """Worth retrying: database or broker hiccup, CUDA out of memory, model load timeout."""
+
+
+@dataclass
+class Outcome:
+    status: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    retry_in: float | None = None
+    error: Exception | None = None
+
+
+def engine_config(ctx: WorkerContext, model: str | None = None, language: str | None = None):  # type: ignore[no-untyped-def]
+    from rdio_tasks.engine import EngineConfig
+
+    tx = ctx.settings.transcription
+    return EngineConfig(
+        model=model or tx.model,
+        device=tx.device,
+        compute_type=tx.compute_type,
+        models_dir=tx.models_dir,
+        batch_size=tx.batch_size,
+        language=language or tx.language,
+    )
+
+
+def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
+    """Claim, transcribe and store one job; permanent problems end it, transient ones raise."""
+    tx = ctx.settings.transcription
+    claim = jobs.claim(ctx.factory, job_id, worker, tx.lease_seconds, tx.max_attempts)
+    if claim.outcome == "busy":
+        log.info("job %s: another worker holds it; checking again in %.0fs", job_id, claim.retry_in)
+        return Outcome("busy", retry_in=claim.retry_in)
+    if claim.outcome != "claimed":
+        log.info("job %s: nothing to do (%s)", job_id, claim.outcome)
+        return Outcome(claim.outcome)
+    job, call = claim.job, claim.call
+    assert job is not None and call is not None
+    log.info("job %s call %s: attempt %s on %s", job_id, call.id, job.attempts, worker)
+
+    path = ctx.store.absolute(call.audio_path)
+    if not path.is_file():
+        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, f"audio file missing: {call.audio_path}")
+        return Outcome("failed")
+    try:
+        from rdio_tasks.engine import get_engine
+
+        engine = get_engine(engine_config(ctx, job.model, job.language))
+        result = engine.transcribe(path, language=job.language or tx.language)
+    except PermanentError as exc:
+        log.warning("job %s call %s failed: %s", job_id, call.id, exc)
+        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, str(exc))
+        return Outcome("failed", {"error": str(exc)})
+    except SoftTimeLimitExceeded:
+        reason = f"time limit of {tx.task_time_limit_seconds}s exceeded"
+        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
+        return Outcome("failed", {"error": reason})
+    except Exception as exc:  # transient or unknown: retry, bounded by the attempts counter
+        log.warning("job %s call %s: transient error %s: %s", job_id, call.id, type(exc).__name__, exc)
+        jobs.release(ctx.factory, job_id, worker, f"{type(exc).__name__}: {exc}")
+        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+
+    if result.audio_seconds < tx.min_audio_seconds:
+        reason = f"audio too short: {result.audio_seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
+        jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
+        return Outcome("skipped", {"reason": reason})
+    values = {
+        "text": result.text,
+        "segments": result.to_dict().get("segments"),
+        "language": result.language,
+        "language_probability": result.language_probability,
+        "model": result.model,
+        "compute_type": result.compute_type,
+        "device": result.device,
+        "confidence": result.confidence,
+        "audio_seconds": result.audio_seconds,
+        "processing_ms": result.processing_ms,
+        "real_time_factor": result.real_time_factor,
+        "result": {k: v for k, v in result.to_dict().items() if k not in ("segments", "text")},
+    }
+    stored = jobs.complete(ctx.factory, job_id, worker, values)
+    log.info(
+        "job %s call %s: completed in %.0f ms (rtf %.3f)",
+        job_id,
+        call.id,
+        result.processing_ms,
+        result.real_time_factor,
+    )
+    return Outcome("completed" if stored else "discarded", {"text": result.text})
+
+
+def worker_id(hostname: str | None) -> str:
+    return f"{hostname or socket.gethostname()}:{os.getpid()}"
+
+
+@app.task(name="rdio_tasks.transcribe_call", bind=True, max_retries=None, acks_late=True)
+def transcribe_call(self, job_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Transcribe the call behind ``job_id``. Retries are bounded by the job's attempts in the DB."""
+    ctx = context()
+    try:
+        outcome = run_job(ctx, job_id, worker_id(self.request.hostname))
+    except TransientError as exc:
+        tx = ctx.settings.transcription
+        countdown = get_exponential_backoff_interval(
+            factor=2, retries=self.request.retries, maximum=tx.retry_backoff_max_seconds, full_jitter=True
+        )
+        raise self.retry(exc=exc, countdown=max(1, countdown)) from exc
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return {"job_id": job_id, "status": outcome.status, **outcome.detail}
+
+
+@signals.worker_process_init.connect
+def _preload(**_: Any) -> None:
+    """Load the default model once per pool process, after the fork (never in the parent)."""
+    if os.environ.get("RDIO_WORKER_PRELOAD", "1") in ("0", "false", "no"):
+        return
+    ctx = context()
+    if not ctx.settings.transcription.enabled:
+        return
+    try:
+        from rdio_tasks.engine import get_engine
+
+        get_engine(engine_config(ctx))
+        log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)
+    except Exception:  # a bad model is reported per job with a clear error, not by killing the pool
+        log.exception("worker %s: could not preload model %s", os.getpid(), ctx.settings.transcription.model)

