@@ -22,6 +22,9 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # One message reserved at a time per process: a long call never holds others hostage on a busy GPU.
 worker_prefetch_multiplier = 1
+# A pool process loads the model (seconds to a minute on a GPU box) before it reports "up"; the
+# default 4 s makes the parent kill every new child in a loop after a crash.
+worker_proc_alive_timeout = 300
 # Hard limit kills a stuck transcription; the soft limit lets the task record why first.
 task_time_limit = _tx.task_time_limit_seconds
 task_soft_time_limit = max(5, _tx.task_time_limit_seconds - 30)

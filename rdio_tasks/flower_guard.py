@@ -62,7 +62,8 @@ def flower_argv(settings: Settings, host: str | None, port: int | None, no_auth:
 
 def guard_plain_celery_flower(argv: list[str]) -> None:
     """Called when ``celery -A rdio_tasks flower`` starts: enforce auth from settings via FLOWER_*."""
-    if "flower" not in argv[1:] or any(a.startswith("--basic_auth") for a in argv):
+    program = argv[0] if argv else ""
+    if "celery" not in program or "flower" not in argv[1:] or any(a.startswith("--basic_auth") for a in argv):
         return
     from rdio_core.settings import load_settings
 

