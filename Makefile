@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-run: $(STAMP)
+run: $(STAMP) config.yaml
 	$(VENV)/bin/rdio-api up $(ARGS)
+
+# First run: a config.yaml from the example, with fresh random API keys instead of "change-me".
+config.yaml:
+	@$(PYTHON) -c "import pathlib, secrets; t = pathlib.Path('config.example.yaml').read_text(); \
+	t = t.replace('\"change-me-too\"', '\"' + secrets.token_urlsafe(18) + '\"'); \
+	t = t.replace('\"change-me\"', '\"' + secrets.token_urlsafe(18) + '\"'); \
+	pathlib.Path('config.yaml').write_text(t)"
+	@echo "created config.yaml with fresh API keys: the upload key is the first api_keys entry"
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)

@@ -50,8 +50,12 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 @command("up")
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_api.supervisor import Supervisor
+    from rdio_core.settings import config_path
 
-    sup = Supervisor(settings, args.host or settings.server.host, _port(args, settings), args.config)
+    path = config_path(args.config)
+    sup = Supervisor(
+        settings, args.host or settings.server.host, _port(args, settings), str(path) if path else None
+    )
     try:
         sup.start()
     except Exception:

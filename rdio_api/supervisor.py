@@ -131,9 +131,21 @@ class Supervisor:
             f"  worker           1 process on queue 'gpu' (model {self.settings.transcription.model})\n"
             f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user} / password {password}\n"
             f"  data             {data_dir}\n"
+            f"  config           {self.config_path or 'defaults + RDIO_* environment'}\n"
+            f"  upload keys      {self._key_summary()}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )
+
+    def _key_summary(self) -> str:
+        names = [
+            k.label for k in self.settings.api_keys if not k.disabled and {"upload", "admin"} & set(k.scopes)
+        ]
+        if not names:
+            return "NONE: every upload will get 401; add api_keys to the config (see config.example.yaml)"
+        weak = [k.label for k in self.settings.api_keys if k.key.startswith("change-me")]
+        warning = f"  (WARNING: still 'change-me': {', '.join(weak)})" if weak else ""
+        return ", ".join(names) + " (values in the config file)" + warning
 
     def wait(self) -> int:
         """Block until a signal or a child exits; then stop everything."""

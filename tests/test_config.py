@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from rdio_core.settings import ConfigError, load_settings
+from rdio_core.settings import ConfigError, Settings, load_settings
+from tests.helpers import REPO
 
 
 def run_cli(*args: str, cwd, env=None) -> subprocess.CompletedProcess:
@@ -75,3 +78,39 @@ def test_db_upgrade_command(tmp_path):
     proc = run_cli("db", "upgrade", "--config", str(cfg), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "d" / "rdio.db").is_file()
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    for name, field in model.model_fields.items():
+        paths.add(prefix + name)
+        annotation = field.annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                paths |= _field_paths(candidate, f"{prefix}{name}.")
+            for inner in getattr(candidate, "__args__", ()):  # list[ApiKey]
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    paths |= _field_paths(inner, f"{prefix}{name}.")
+    return paths
+
+
+def _yaml_paths(value, prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            paths.add(prefix + key)
+            paths |= _yaml_paths(inner, f"{prefix}{key}.")
+    elif isinstance(value, list):
+        for item in value:
+            paths |= _yaml_paths(item, prefix)
+    return paths
+
+
+def test_example_config_loads_and_documents_every_key():
+    example = REPO / "config.example.yaml"
+    settings = load_settings(example)
+    assert settings.find_key("change-me").scopes == ["upload"]
+    documented = _yaml_paths(yaml.safe_load(example.read_text()))
+    # Grants inside `systems` are documented in a comment (id, talkgroups).
+    expected = {p for p in _field_paths(Settings) if not p.startswith("api_keys.systems.")}
+    assert expected - documented == set()

@@ -1,0 +1,213 @@
+"""End-to-end benchmark: SDRTrunk-shaped uploads into a running system, timed until transcribed.
+
+Not a test: it measures. ``--spawn`` starts the whole embedded system (``rdio-api up``) in a temp
+directory; otherwise point ``--url``/``--key`` at a running one. Two modes:
+
+- ``paced`` (default): one upload at a time, each timed from the upload to a completed transcript
+  (what a listener waits for); prints p50/p95/max.
+- ``burst``: all N uploads at once, then the time until every one is transcribed (throughput).
+
+    python bench/e2e.py --spawn --calls 20
+    python bench/e2e.py --spawn --mode burst --calls 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "corpus"
+BOUNDARY = "--sdrtrunk-sdrtrunk-sdrtrunk"
+
+
+def corpus_clips(subsets: tuple[str, ...] = ("radio_mp3",)) -> list[Path]:
+    rows = (CORPUS / "manifest.tsv").read_text().splitlines()[1:]
+    return [CORPUS / r.split("\t")[0] for r in rows if r.split("\t")[1] in subsets]
+
+
+def multipart(key: str, system: int, talkgroup: int, when: int, source: int, audio: bytes) -> bytes:
+    out = bytearray()
+    for name, value in (
+        ("key", key),
+        ("system", system),
+        ("dateTime", when),
+        ("talkgroup", talkgroup),
+        ("source", source),
+        ("talkgroupLabel", "Bench"),
+    ):
+        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; filename="{when}.mp3"; name="audio"\r\n\r\n'.encode()
+    return bytes(out + audio + f"\r\n--{BOUNDARY}--\r\n".encode())
+
+
+def upload(client: httpx.Client, url: str, key: str, system: int, n: int, audio: bytes) -> int:
+    body = multipart(key, system, 100 + n % 7, int(time.time()) + n * 10, n + 1, audio)
+    r = client.post(
+        f"{url}/api/call-upload",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    r.raise_for_status()
+    return int(r.headers["x-call-id"])
+
+
+def status(client: httpx.Client, url: str, key: str, call_id: int) -> str | None:
+    r = client.get(f"{url}/api/calls/{call_id}/transcription", headers={"X-API-Key": key})
+    return r.json()["latest_job"]["status"] if r.status_code == 200 else None
+
+
+def wait_done(
+    client: httpx.Client, url: str, key: str, call_ids: list[int], timeout: float
+) -> dict[int, float]:
+    done: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(call_ids) and time.monotonic() < deadline:
+        for cid in call_ids:
+            if cid not in done and status(client, url, key, cid) in ("completed", "failed", "skipped"):
+                done[cid] = time.monotonic()
+        time.sleep(0.05)
+    return done
+
+
+def spawn(workdir: Path, extra: dict) -> tuple[subprocess.Popen, str, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        flower = s.getsockname()[1]
+    key = "bench-e2e"
+    import yaml
+
+    config = {
+        "data_dir": str(workdir / "data"),
+        "log_level": "WARNING",
+        "flower": {"port": flower},
+        "api_keys": [{"key": key, "name": "bench", "scopes": ["admin"], "rate_limit_per_minute": 0}],
+        **extra,
+    }
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RDIO_")}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rdio_api",
+            "up",
+            "--config",
+            str(workdir / "config.yaml"),
+            "--port",
+            str(port),
+        ],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "up.log", "wb"),
+    )  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/transcription/queue/status", headers={"X-API-Key": key}).json()[
+                "active_workers"
+            ]:
+                return proc, url, key
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    raise RuntimeError(f"system did not come up; see {workdir / 'up.log'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url")
+    parser.add_argument("--key")
+    parser.add_argument("--spawn", action="store_true")
+    parser.add_argument("--mode", choices=["paced", "burst"], default="paced")
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=2, help="uploads before measuring (model warm-up)")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="config override for --spawn, e.g. transcription.batch_size=1",
+    )
+    args = parser.parse_args()
+
+    extra: dict = {}
+    for item in args.set:
+        dotted, _, raw = item.partition("=")
+        node = extra
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = json.loads(raw)
+    proc = None
+    if args.spawn or not args.url:
+        proc, url, key = spawn(Path(tempfile.mkdtemp(prefix="rdio-e2e-")), extra)
+    else:
+        url, key = args.url.rstrip("/"), args.key
+    clips = [p.read_bytes() for p in corpus_clips()]
+    system = random.randint(10**6, 10**7)
+    try:
+        with httpx.Client(timeout=30) as client:
+            for i in range(args.warmup):
+                cid = upload(client, url, key, system, 10_000 + i, clips[i % len(clips)])
+                wait_done(client, url, key, [cid], args.timeout)
+            if args.mode == "paced":
+                latencies = []
+                for i in range(args.calls):
+                    start = time.monotonic()
+                    cid = upload(client, url, key, system, i, clips[i % len(clips)])
+                    finished = wait_done(client, url, key, [cid], args.timeout)
+                    latencies.append((finished[cid] - start) * 1000)
+                latencies.sort()
+                result = {
+                    "mode": "paced",
+                    "calls": len(latencies),
+                    "p50_ms": round(statistics.median(latencies)),
+                    "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))]),
+                    "max_ms": round(latencies[-1]),
+                }
+            else:
+                start = time.monotonic()
+                ids = [upload(client, url, key, system, i, clips[i % len(clips)]) for i in range(args.calls)]
+                finished = wait_done(client, url, key, ids, args.timeout)
+                wall = max(finished.values()) - start
+                result = {
+                    "mode": "burst",
+                    "calls": len(ids),
+                    "transcribed": len(finished),
+                    "wall_s": round(wall, 2),
+                    "calls_per_s": round(len(finished) / wall, 3),
+                }
+            result["overrides"] = extra
+            print(json.dumps(result), flush=True)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
