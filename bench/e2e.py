@@ -116,8 +116,8 @@ def spawn(workdir: Path, extra: dict) -> tuple[subprocess.Popen, str, str]:
         cwd=workdir,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "up.log", "wb"),
-    )  # noqa: SIM115
+        stderr=open(workdir / "up.log", "wb"),  # noqa: SIM115 - the child owns it
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
