@@ -1,0 +1,156 @@
+"""Dynamic batching across calls: many tasks submit work items, one thread runs them in batches.
+
+Radio calls are mostly 2-15 s, one 30-second Whisper window each, so per-call decoding runs the
+GPU almost empty. Here every in-flight task hands its chunks to a single inference thread (the
+only thread touching the model). That thread takes up to ``max_batch`` waiting items that share
+a key (same model, language and decoding options), waiting at most ``max_wait_ms`` for a batch to
+fill, and runs them in one pass. Each caller gets its own result or its own exception:
+
+- an out-of-memory error halves the batch and retries the halves;
+- any other error re-runs the items one by one, so a bad item fails alone and never fails its
+  batch-mates.
+
+The batcher knows nothing about Whisper: ``run_batch(key, payloads) -> results`` does the work.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[Hashable, Sequence[Any]], Sequence[Any]]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA/CPU allocation failures from torch or CTranslate2 (they raise RuntimeError/MemoryError)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return (
+        "out of memory" in text or "cuda_error_out_of_memory" in text or "cublas_status_alloc_failed" in text
+    )
+
+
+@dataclass
+class _Item:
+    key: Hashable
+    payload: Any
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+    oom_splits: int = 0
+    isolated_failures: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def mean_batch(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+
+class DynamicBatcher:
+    def __init__(
+        self, run_batch: RunBatch, max_batch: int = 16, max_wait_ms: float = 30.0, name: str = "batcher"
+    ):
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.stats = BatchStats()
+        # Items wait per key, oldest key first, so one busy key cannot starve another.
+        self._waiting: OrderedDict[Hashable, list[_Item]] = OrderedDict()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # -- callers ---------------------------------------------------------------------------------
+
+    def submit(self, key: Hashable, payload: Any) -> concurrent.futures.Future:
+        item = _Item(key, payload)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("batcher is closed")
+            self._waiting.setdefault(key, []).append(item)
+            self._cond.notify()
+        return item.future
+
+    def run(self, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
+        """Submit several items (one call's chunks) and wait for all; the first error is raised."""
+        futures = [self.submit(key, p) for p in payloads]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    # -- inference thread ---------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Item] | None:
+        with self._cond:
+            while True:
+                if self._waiting:
+                    key, items = next(iter(self._waiting.items()))
+                    age = time.monotonic() - items[0].enqueued
+                    if len(items) >= self.max_batch or age >= self.max_wait or self._closed:
+                        batch, rest = items[: self.max_batch], items[self.max_batch :]
+                        del self._waiting[key]
+                        if rest:
+                            self._waiting[key] = rest  # goes to the back: other keys get a turn
+                        return batch
+                    self._cond.wait(self.max_wait - age)
+                elif self._closed:
+                    return None
+                else:
+                    self._cond.wait()
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _execute(self, batch: list[_Item]) -> None:
+        key = batch[0].key
+        try:
+            results = self.run_batch(key, [it.payload for it in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} items")
+        except Exception as exc:
+            if is_out_of_memory(exc) and len(batch) > 1:
+                half = len(batch) // 2
+                self.stats.oom_splits += 1
+                log.warning(
+                    "out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half
+                )
+                self._execute(batch[:half])
+                self._execute(batch[half:])
+            elif len(batch) > 1:
+                log.warning("batch of %d failed (%s); running its items one by one", len(batch), exc)
+                for item in batch:
+                    self._execute([item])
+            else:
+                self.stats.isolated_failures += 1
+                batch[0].future.set_exception(exc)
+            return
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self.stats.sizes[len(batch)] = self.stats.sizes.get(len(batch), 0) + 1
+        for item, result in zip(batch, results, strict=True):
+            item.future.set_result(result)

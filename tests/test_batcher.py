@@ -1,0 +1,125 @@
+"""The cross-call batcher's semantics, with a stand-in for the model (no Whisper needed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rdio_tasks.batcher import DynamicBatcher, is_out_of_memory
+
+
+class Recorder:
+    """A fake model pass that records batch sizes and can fail on demand."""
+
+    def __init__(self, delay: float = 0.0, oom_above: int | None = None, poison: object = None):
+        self.batches: list[tuple[object, list]] = []
+        self.delay = delay
+        self.oom_above = oom_above
+        self.poison = poison
+        self.lock = threading.Lock()
+
+    def __call__(self, key, payloads):
+        with self.lock:
+            self.batches.append((key, list(payloads)))
+        if self.oom_above is not None and len(payloads) > self.oom_above:
+            raise RuntimeError("CUDA failed with error out of memory")
+        if self.poison is not None and self.poison in payloads:
+            raise ValueError(f"cannot process {self.poison}")
+        time.sleep(self.delay)
+        return [f"{key}:{p}" for p in payloads]
+
+
+def submit_all(batcher, items):
+    return [batcher.submit(key, payload) for key, payload in items]
+
+
+def test_concurrent_callers_share_batches_and_get_their_own_results():
+    rec = Recorder(delay=0.02)
+    b = DynamicBatcher(rec, max_batch=8, max_wait_ms=50)
+    try:
+        results: dict[int, list] = {}
+
+        def call(n):
+            results[n] = b.run("en", [f"c{n}-0", f"c{n}-1"])
+
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        b.close()
+    assert results == {n: [f"en:c{n}-0", f"en:c{n}-1"] for n in range(8)}
+    assert max(len(p) for _, p in rec.batches) == 8  # 16 chunks from 8 calls in batches of up to 8
+    assert len(rec.batches) <= 4
+
+
+def test_only_same_key_items_share_a_batch():
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch=16, max_wait_ms=40)
+    try:
+        futures = submit_all(b, [("en", 1), ("es", 2), ("en", 3), ("es", 4)])
+        assert [f.result(5) for f in futures] == ["en:1", "es:2", "en:3", "es:4"]
+    finally:
+        b.close()
+    for key, payloads in rec.batches:
+        assert {key} == {"en" if p in (1, 3) else "es" for p in payloads}
+
+
+def test_batch_size_one_runs_items_alone():
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch=1, max_wait_ms=50)
+    try:
+        assert [f.result(5) for f in submit_all(b, [("k", i) for i in range(5)])] == [
+            f"k:{i}" for i in range(5)
+        ]
+    finally:
+        b.close()
+    assert [len(p) for _, p in rec.batches] == [1] * 5
+
+
+def test_max_wait_bounds_latency_of_a_lone_item():
+    b = DynamicBatcher(Recorder(), max_batch=64, max_wait_ms=20)
+    try:
+        start = time.monotonic()
+        assert b.submit("k", 1).result(5) == "k:1"
+        assert time.monotonic() - start < 0.5
+    finally:
+        b.close()
+
+
+def test_out_of_memory_halves_the_batch():
+    rec = Recorder(oom_above=2)
+    b = DynamicBatcher(rec, max_batch=8, max_wait_ms=100)
+    try:
+        futures = submit_all(b, [("k", i) for i in range(8)])
+        assert [f.result(5) for f in futures] == [f"k:{i}" for i in range(8)]
+    finally:
+        b.close()
+    sizes = [len(p) for _, p in rec.batches]
+    assert sizes[0] == 8 and max(sizes[1:]) <= 4 and b.stats.oom_splits >= 2
+    assert sorted(p for _, ps in rec.batches if len(ps) <= 2 for p in ps) == list(range(8))
+
+
+def test_a_failing_item_does_not_fail_its_batch_mates():
+    rec = Recorder(poison=3)
+    b = DynamicBatcher(rec, max_batch=8, max_wait_ms=100)
+    try:
+        futures = submit_all(b, [("k", i) for i in range(6)])
+        for i, f in enumerate(futures):
+            if i == 3:
+                with pytest.raises(ValueError, match="cannot process 3"):
+                    f.result(5)
+            else:
+                assert f.result(5) == f"k:{i}"
+    finally:
+        b.close()
+    assert b.stats.isolated_failures == 1
+
+
+def test_oom_detection():
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(ValueError("bad input"))
