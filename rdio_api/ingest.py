@@ -56,13 +56,15 @@ class IngestResult:
     job_status: str | None = None
 
 
-def plan_job(settings: Settings, talkgroup: int, duration: float | None) -> tuple[str, str | None] | None:
+def plan_job(
+    settings: Settings, system: int, talkgroup: int, duration: float | None
+) -> tuple[str, str | None] | None:
     """Decide the transcription job created with a call: (status, reason) or None for no job."""
     cfg = settings.transcription
     if not cfg.enabled:
         return None
-    if not cfg.wants(talkgroup):
-        return JobStatus.SKIPPED, f"talkgroup {talkgroup} is not transcribed (include/exclude lists)"
+    if not cfg.resolve(system, talkgroup).enabled:
+        return JobStatus.SKIPPED, f"transcription is off for system {system} talkgroup {talkgroup}"
     if duration is not None and duration < cfg.min_audio_seconds:
         return (
             JobStatus.SKIPPED,
@@ -198,7 +200,8 @@ class CallWriter:
         rows, owners = [], []
         now = utcnow()
         for idx in fresh:
-            plan = plan_job(self.settings, items[idx].call.talkgroup, items[idx].audio.duration_seconds)
+            call = items[idx].call
+            plan = plan_job(self.settings, call.system, call.talkgroup, items[idx].audio.duration_seconds)
             if plan is None:
                 continue
             status, reason = plan

@@ -44,6 +44,14 @@ class AppState:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def apply_settings(self, new: Settings) -> None:
+        """Swap in reloaded settings everywhere they are held."""
+        self.settings = new
+        self.writer.settings = new
+        dispatcher = self.extras.get("dispatcher")
+        if dispatcher is not None:
+            dispatcher.settings = new
+
 
 def get_state(request: Request) -> AppState:
     return request.app.state.rdio

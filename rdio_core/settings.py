@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,6 +119,43 @@ class ServerSettings(_Strict):
     graceful_timeout_seconds: float = 10.0
 
 
+class Replacement(_Strict):
+    """A word or phrase replaced in transcripts, whole words, case-insensitive (e.g. ten four -> 10-4)."""
+
+    find: str = Field(min_length=1)
+    replace: str
+
+
+class TranscriptionOverride(_Strict):
+    """Per-system or per-talkgroup transcription settings; unset fields inherit."""
+
+    enabled: bool | None = None
+    model: str | None = None
+    language: str | None = None
+    initial_prompt: str | None = None
+    replacements: list[Replacement] | None = None
+
+
+class TalkgroupTranscription(TranscriptionOverride):
+    id: int
+
+
+class SystemTranscription(TranscriptionOverride):
+    id: int
+    talkgroups: list[TalkgroupTranscription] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResolvedTranscription:
+    """Transcription settings for one call, after talkgroup -> system -> global resolution."""
+
+    enabled: bool
+    model: str
+    language: str | None
+    initial_prompt: str | None
+    replacements: tuple[tuple[str, str], ...]
+
+
 class TranscriptionSettings(_Strict):
     """What the worker runs and which calls are queued automatically."""
 
@@ -139,11 +177,39 @@ class TranscriptionSettings(_Strict):
     retry_backoff_max_seconds: int = Field(default=120, ge=1)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
     stale_after_seconds: float = Field(default=120.0, gt=0)
+    initial_prompt: str | None = None
+    replacements: list[Replacement] = Field(default_factory=list)
+    systems: list[SystemTranscription] = Field(default_factory=list)
 
     def wants(self, talkgroup: int) -> bool:
         if self.talkgroups_include and talkgroup not in self.talkgroups_include:
             return False
         return talkgroup not in self.talkgroups_exclude
+
+    def resolve(self, system: int, talkgroup: int) -> ResolvedTranscription:
+        """Talkgroup settings win over system settings, which win over the global ones."""
+        layers: list[TranscriptionOverride] = []
+        for sys_cfg in self.systems:
+            if sys_cfg.id == system:
+                layers += [tg for tg in sys_cfg.talkgroups if tg.id == talkgroup]
+                layers.append(sys_cfg)
+                break
+
+        def pick(name: str, default):  # type: ignore[no-untyped-def]
+            for layer in layers:
+                value = getattr(layer, name)
+                if value is not None:
+                    return value
+            return default
+
+        replacements = pick("replacements", self.replacements)
+        return ResolvedTranscription(
+            enabled=pick("enabled", self.enabled and self.wants(talkgroup)),
+            model=pick("model", self.model),
+            language=pick("language", self.language),
+            initial_prompt=pick("initial_prompt", self.initial_prompt),
+            replacements=tuple((r.find, r.replace) for r in replacements),
+        )
 
 
 class FlowerSettings(_Strict):

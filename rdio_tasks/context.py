@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -10,8 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import db
-from rdio_core.settings import Settings, load_settings
+from rdio_core.settings import ConfigError, Settings, config_path, load_settings
 from rdio_core.storage import AudioStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,6 +24,7 @@ class WorkerContext:
     factory: sessionmaker[Session]
     store: AudioStore
     pid: int
+    config_mtime: int | None = None
 
 
 @cache
@@ -33,5 +37,25 @@ def _build(pid: int) -> WorkerContext:
 
 
 def context() -> WorkerContext:
-    """The context of this process (a forked child never reuses its parent's connections)."""
-    return _build(os.getpid())
+    """The context of this process (a forked child never reuses its parent's connections).
+
+    The config file is re-read when it changes, so per-talkgroup settings apply to the next call
+    without restarting workers; a file that no longer validates is ignored with a log line.
+    """
+    ctx = _build(os.getpid())
+    path = config_path()
+    if path is not None:
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return ctx
+        if ctx.config_mtime is None:
+            ctx.config_mtime = mtime
+        elif mtime != ctx.config_mtime:
+            ctx.config_mtime = mtime
+            try:
+                ctx.settings = load_settings(path)
+                log.info("worker %s: config reloaded", os.getpid())
+            except ConfigError as exc:
+                log.error("worker %s: config reload ignored: %s", os.getpid(), exc)
+    return ctx

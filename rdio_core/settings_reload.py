@@ -1,0 +1,84 @@
+"""Pick up config file edits without a restart (on SIGHUP, or when the file's mtime changes).
+
+API keys, upload limits and per-system/talkgroup transcription settings take effect at once. A
+file that no longer validates is reported and ignored: the running settings stay. Keys that need
+a restart (database, broker, directories, listeners) are reported, not applied half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from rdio_core.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+RESTART_ONLY = ("data_dir", "database_url", "audio_dir", "broker_url", "server", "tls")
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+class SettingsWatcher:
+    def __init__(
+        self, path: Path | None, current: Settings, apply: Callable[[Settings], None], interval: float = 2.0
+    ) -> None:
+        self.path = path
+        self.current = current
+        self.apply = apply
+        self.interval = interval
+        self._seen = _mtime(path) if path else None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="settings-watcher", daemon=True)
+
+    def start(self) -> SettingsWatcher:
+        if self.path is not None:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def trigger(self) -> None:
+        """SIGHUP: reload now, even if the mtime did not change."""
+        self._seen = None
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.check()
+
+    def check(self) -> bool:
+        """Reload if the file changed; True when new settings were applied."""
+        assert self.path is not None
+        mtime = _mtime(self.path)
+        if mtime is not None and mtime == self._seen:
+            return False
+        self._seen = mtime
+        try:
+            new = load_settings(self.path)
+        except ConfigError as exc:
+            log.error("config reload ignored, keeping the running settings: %s", exc)
+            return False
+        changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.current, k)]
+        if changed:
+            log.warning("config keys %s changed: they take effect after a restart", ", ".join(changed))
+            for key in changed:
+                new = new.model_copy(update={key: getattr(self.current, key)})
+        self.current = new
+        self.apply(new)
+        log.info("config reloaded from %s", self.path)
+        return True

@@ -1,0 +1,118 @@
+"""Per-system/talkgroup transcription settings and live config reload (file change and SIGHUP)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import yaml
+
+from rdio_core.settings import TranscriptionSettings
+from tests.conftest import UPLOAD_KEY, base_config
+from tests.helpers import ServerProcess, clip
+from tests.test_upload import fresh_system, post, sdrtrunk_fields
+
+
+def test_talkgroup_beats_system_beats_global():
+    tx = TranscriptionSettings(
+        model="tiny.en",
+        initial_prompt="global",
+        replacements=[{"find": "ten four", "replace": "10-4"}],
+        talkgroups_exclude=[9],
+        systems=[
+            {
+                "id": 1,
+                "model": "small.en",
+                "language": "en",
+                "talkgroups": [
+                    {"id": 100, "enabled": False},
+                    {"id": 101, "initial_prompt": "tg 101", "replacements": []},
+                    {"id": 9, "enabled": True},
+                ],
+            }
+        ],
+    )
+    assert tx.resolve(1, 100).enabled is False and tx.resolve(1, 100).model == "small.en"
+    tg101 = tx.resolve(1, 101)
+    assert (tg101.initial_prompt, tg101.replacements, tg101.language) == ("tg 101", (), "en")
+    other = tx.resolve(2, 100)
+    assert (other.model, other.initial_prompt, other.replacements) == (
+        "tiny.en",
+        "global",
+        (("ten four", "10-4"),),
+    )
+    assert tx.resolve(2, 9).enabled is False  # global exclude list
+    assert tx.resolve(1, 9).enabled is True  # an explicit talkgroup setting wins over it
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def job_status(srv, call_id: int) -> str:
+    r = httpx.get(f"{srv.url}/api/calls/{call_id}/transcription", headers={"X-API-Key": "admin-key"})
+    return r.json()["latest_job"]["status"]
+
+
+def test_config_edits_apply_without_restart(tmp_path, database_url):
+    system = fresh_system()
+    # Transcription on, but a broker nobody listens on: jobs stay pending, which is all we look at.
+    config = base_config(
+        tmp_path / "data",
+        database_url,
+        broker_url="redis://127.0.0.1:9/0",
+        transcription={"enabled": True, "min_audio_seconds": 0},
+    )
+    srv = ServerProcess(tmp_path, config).start()
+    try:
+        first = post(srv, sdrtrunk_fields(system, talkgroup=500), clip("speech_sdrtrunk.mp3"))
+        assert job_status(srv, int(first.headers["x-call-id"])) in ("pending", "queued")
+        assert post(srv, sdrtrunk_fields(system, key="new-key"), clip("speech.wav")).status_code == 401
+
+        # Edit the file: a new key, and talkgroup 500 of this system no longer transcribed.
+        config["api_keys"].append({"key": "new-key", "name": "added later", "scopes": ["upload"]})
+        config["transcription"]["systems"] = [{"id": system, "talkgroups": [{"id": 500, "enabled": False}]}]
+        srv.config_path.write_text(yaml.safe_dump(config))
+        assert wait_for(
+            lambda: (
+                post(
+                    srv,
+                    sdrtrunk_fields(system, talkgroup=7, key="new-key", source=fresh_system()),
+                    clip("speech.wav"),
+                ).status_code
+                == 200
+            )
+        )
+        second = post(
+            srv,
+            sdrtrunk_fields(system, talkgroup=500, when=int(time.time()) + 60, source=2),
+            clip("speech_sdrtrunk.mp3"),
+        )
+        assert job_status(srv, int(second.headers["x-call-id"])) == "skipped"
+
+        # A broken edit is ignored: the running settings stay.
+        srv.config_path.write_text("api_keys: [\n")
+        time.sleep(3)
+        assert (
+            post(srv, sdrtrunk_fields(fresh_system(), key=UPLOAD_KEY), clip("speech.wav")).status_code == 200
+        )
+        assert "config reload ignored" in srv.log()
+
+        # SIGHUP re-reads even when the mtime is unchanged.
+        config["api_keys"] = [k for k in config["api_keys"] if k["key"] != "new-key"]
+        srv.config_path.write_text(yaml.safe_dump(config))
+        srv.proc.send_signal(signal.SIGHUP)
+        assert wait_for(
+            lambda: (
+                post(srv, sdrtrunk_fields(fresh_system(), key="new-key"), clip("speech.wav")).status_code
+                == 401
+            )
+        )
+    finally:
+        srv.stop()
