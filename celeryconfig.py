@@ -20,12 +20,18 @@ result_expires = 24 * 3600
 task_acks_late = True
 # A pool child killed (OOM, SIGKILL) mid-task: requeue its message instead of acking it.
 task_reject_on_worker_lost = True
-# One message reserved at a time per process: a long call never holds others hostage on a busy GPU.
+# Threads, not prefork: many transcribe_call tasks run in one process so their chunks can share a
+# GPU batch (rdio_tasks.batcher); each task keeps its own ack, retry and result. The model is loaded
+# once, lazily, in this process; no fork follows, so CUDA is never touched before a fork.
+worker_pool = "threads"
+worker_concurrency = _tx.concurrency
+# One message reserved at a time per thread: a long call never holds others hostage on a busy GPU.
 worker_prefetch_multiplier = 1
 # A pool process loads the model (seconds to a minute on a GPU box) before it reports "up"; the
 # default 4 s makes the parent kill every new child in a loop after a crash.
 worker_proc_alive_timeout = 300
-# Hard limit kills a stuck transcription; the soft limit lets the task record why first.
+# Hard limit kills a stuck transcription under prefork (if a user picks it); the threads pool does
+# not enforce Celery time limits, so the task also bounds its own wait on the batcher.
 task_time_limit = _tx.task_time_limit_seconds
 task_soft_time_limit = max(5, _tx.task_time_limit_seconds - 30)
 

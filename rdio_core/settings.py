@@ -166,6 +166,10 @@ class TranscriptionSettings(_Strict):
     models_dir: Path | None = None
     language: str | None = None
     batch_size: int = Field(default=8, ge=1)
+    # Cross-call batching: up to `concurrency` calls in flight per worker process share batches of
+    # `batch_size` chunks; the inference thread waits at most `max_batch_wait_ms` for one to fill.
+    concurrency: int = Field(default=8, ge=1)
+    max_batch_wait_ms: float = Field(default=30.0, ge=0)
     talkgroups_include: list[int] = Field(default_factory=list)
     talkgroups_exclude: list[int] = Field(default_factory=list)
     min_audio_seconds: float = Field(default=0.5, ge=0)
@@ -180,6 +184,11 @@ class TranscriptionSettings(_Strict):
     initial_prompt: str | None = None
     replacements: list[Replacement] = Field(default_factory=list)
     systems: list[SystemTranscription] = Field(default_factory=list)
+    # The radio pipeline (rdio_tasks.radio.RadioOptions): {enabled: false} gives plain WhisperX;
+    # other keys set its thresholds and steps, e.g. {min_avg_logprob: -1.2, phrase_files: [...]}.
+    radio: dict[str, Any] = Field(default_factory=lambda: {"enabled": True})
+    vad_onset: float = Field(default=0.5, gt=0, lt=1)
+    vad_offset: float = Field(default=0.363, gt=0, lt=1)
 
     def wants(self, talkgroup: int) -> bool:
         if self.talkgroups_include and talkgroup not in self.talkgroups_include:

@@ -30,12 +30,14 @@ import time
 import warnings
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rdio_tasks import radio as radio_mod
 from rdio_tasks.audio_decode import decode_audio
+from rdio_tasks.batcher import DynamicBatcher
 from rdio_tasks.errors import AudioDecodeError, ModelNotFoundError, PermanentError
 from rdio_tasks.radio import RadioOptions
 
@@ -85,6 +87,10 @@ class EngineConfig:
     align: bool = True
     cpu_threads: int = 0  # 0 = every CPU this process may use
     radio: RadioOptions | None = field(default_factory=RadioOptions)
+    # Cross-call batching (radio pipeline): chunks of concurrent calls share model passes of up to
+    # ``batch_size``; the inference thread waits at most ``max_batch_wait_ms`` for a batch to fill.
+    cross_call_batching: bool = True
+    max_batch_wait_ms: float = 30.0
 
     def __post_init__(self) -> None:
         """Reject bad settings at worker start-up rather than on the first call."""
@@ -99,6 +105,8 @@ class EngineConfig:
             raise ValueError("vad_onset and vad_offset must be between 0 and 1")
         if self.cpu_threads < 0:
             raise ValueError("cpu_threads must be >= 0")
+        if self.max_batch_wait_ms < 0:
+            raise ValueError("max_batch_wait_ms must be >= 0")
 
 
 @dataclass
@@ -476,8 +484,16 @@ class WhisperXEngine:
         self.device = runtime.device
         self.compute_type = runtime.compute_type
         self.cpu_threads = runtime.cpu_threads
+        # Plain mode mutates the whisperx pipeline's options, so it runs one call at a time. The
+        # radio path only needs the pyannote VAD and the aligner serialised: CTranslate2 models are
+        # thread-safe, so concurrent calls overlap decoding, VAD and inference.
         self._lock = threading.Lock()
+        self._vad_lock = threading.Lock()
+        self._align_lock = threading.Lock()
         self._align_cache: dict[str, _AlignModel | str] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._batcher: DynamicBatcher | None = None
+        self._batcher_lock = threading.Lock()
 
         started = time.perf_counter()
         asr = _import_whisperx_asr()
@@ -535,9 +551,16 @@ class WhisperXEngine:
         with self._lock:
             if (config.models_dir, config.align) != (self.config.models_dir, self.config.align):
                 self._align_cache.clear()  # availability depends on models_dir; re-check lazily
+            old = self.config
             self.config = config
             if self._pipeline is not None:
                 self._pipeline._vad_params.update(vad_onset=config.vad_onset, vad_offset=config.vad_offset)
+        if (old.batch_size, old.max_batch_wait_ms, old.cross_call_batching) != (
+            config.batch_size,
+            config.max_batch_wait_ms,
+            config.cross_call_batching,
+        ):
+            self._close_batcher()  # rebuilt with the new limits on the next call
 
     def _fixed_language(self, language: str | None) -> str | None:
         """Language to decode with, if known without detection."""
@@ -716,15 +739,16 @@ class WhisperXEngine:
         started = time.perf_counter()
         samples = self._samples(audio)
         options = self.config.radio if radio is _CONFIG else _radio_options(radio)
-        with self._lock:
-            if self._pipeline is None:
-                raise RuntimeError("engine has been closed")
-            config = self.config
-            if options is None:
+        if self._pipeline is None:
+            raise RuntimeError("engine has been closed")
+        config = self.config
+        if options is None:
+            with self._lock:
                 out = self._run_plain(samples, language, initial_prompt)
-            else:
-                out = self._run_radio(samples, language, initial_prompt or options.initial_prompt, options)
-            confidence = _confidence(out.segments)
+        else:
+            out = self._run_radio(samples, language, initial_prompt or options.initial_prompt, options)
+        confidence = _confidence(out.segments)
+        with self._align_lock:
             segments, aligned, note = self._align(out.segments, samples, out.language)
 
         segments = [_clean(seg) for seg in segments]
@@ -826,7 +850,8 @@ class WhisperXEngine:
 
         vad = self._pipeline.vad_model
         vad_cls = type(vad) if isinstance(vad, Vad) else Pyannote
-        scores = vad({"waveform": vad_cls.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
+        with self._vad_lock:
+            scores = vad({"waveform": vad_cls.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
         max_window = _WINDOW_SECONDS - 2 * pad
         merged = vad_cls.merge_chunks(
             scores, max_window, onset=self.config.vad_onset, offset=self.config.vad_offset
@@ -866,12 +891,60 @@ class WhisperXEngine:
         return lang, (probability if note is None else None), note
 
     def _tokenizer(self, language: str) -> Any:
-        from faster_whisper.tokenizer import Tokenizer
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            from faster_whisper.tokenizer import Tokenizer
 
-        model = self._pipeline.model
-        return Tokenizer(
-            model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+            model = self._pipeline.model
+            tokenizer = Tokenizer(
+                model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+            )
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    # -- cross-call batching ------------------------------------------------------------
+
+    def _get_batcher(self) -> DynamicBatcher | None:
+        """The inference thread shared by every call in this process (None: batching off)."""
+        config = self.config
+        if not config.cross_call_batching or config.batch_size <= 1:
+            return None
+        with self._batcher_lock:
+            if self._batcher is None:
+                self._batcher = DynamicBatcher(
+                    self._run_batch,
+                    max_batch=config.batch_size,
+                    max_wait_ms=config.max_batch_wait_ms,
+                    name="whisper-inference",
+                )
+            return self._batcher
+
+    def _close_batcher(self) -> None:
+        with self._batcher_lock:
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+
+    def _run_batch(self, key: tuple, features: Sequence[Any]) -> list[tuple[str, float, float, float]]:
+        """One model pass over chunks from any number of calls that share ``key``."""
+        language, prompt_ids, beam_size, suppress_blank = key
+        return self._generate(
+            list(features), list(prompt_ids), self._tokenizer(language), beam_size, suppress_blank
         )
+
+    @property
+    def batch_stats(self) -> dict[str, Any]:
+        batcher = self._batcher
+        if batcher is None:
+            return {}
+        st = batcher.stats
+        return {
+            "batches": st.batches,
+            "items": st.items,
+            "mean_batch": round(st.mean_batch, 2),
+            "sizes": dict(sorted(st.sizes.items())),
+            "oom_splits": st.oom_splits,
+        }
 
     def _decode_chunks(
         self,
@@ -901,39 +974,48 @@ class WhisperXEngine:
         previous = tokenizer.encode(" " + prompt.strip()) if prompt and prompt.strip() else []
         prompt_ids = model.get_prompt(tokenizer, previous, without_timestamps=True)
         n_mels = model.feat_kwargs.get("feature_size") or 80
+        features = [
+            log_mel_spectrogram(piece, n_mels=n_mels, padding=N_SAMPLES - piece.shape[0])
+            for piece in (
+                audio[int(c["from"] * SAMPLE_RATE) : int(c["to"] * SAMPLE_RATE)][:N_SAMPLES] for c in chunks
+            )
+        ]
+        batcher = self._get_batcher()
+        if batcher is not None:
+            # Hand the chunks to the shared inference thread; they may ride with other calls' chunks.
+            key = (language, tuple(prompt_ids), options.beam_size, options.suppress_blank)
+            decoded = batcher.run(key, features)
+        else:
+            batch = max(1, self.config.batch_size)
+            decoded = []
+            for first in range(0, len(features), batch):
+                group = features[first : first + batch]
+                decoded += self._generate(
+                    group, prompt_ids, tokenizer, options.beam_size, options.suppress_blank
+                )
         segments: list[dict[str, Any]] = []
-        batch = max(1, self.config.batch_size)
-        for first in range(0, len(chunks), batch):
-            group = chunks[first : first + batch]
-            features = [
-                log_mel_spectrogram(piece, n_mels=n_mels, padding=N_SAMPLES - piece.shape[0])
-                for piece in (
-                    audio[int(c["from"] * SAMPLE_RATE) : int(c["to"] * SAMPLE_RATE)][:N_SAMPLES]
-                    for c in group
+        for chunk, feature, (text, logprob, no_speech, temperature) in zip(
+            chunks, features, decoded, strict=True
+        ):
+            if len(options.temperatures) > 1 and _too_repetitive(text, options):
+                text, logprob, temperature = self._fallback(
+                    feature, prompt_ids, tokenizer, options, (text, logprob, temperature)
                 )
-            ]
-            for chunk, feature, (text, logprob, no_speech, temperature) in zip(
-                group, features, self._generate(features, prompt_ids, tokenizer, options), strict=True
-            ):
-                if len(options.temperatures) > 1 and _too_repetitive(text, options):
-                    text, logprob, temperature = self._fallback(
-                        feature, prompt_ids, tokenizer, options, (text, logprob, temperature)
-                    )
-                segments.append(
-                    {
-                        "text": text,
-                        "start": round(chunk["start"], 3),
-                        "end": round(chunk["end"], 3),
-                        "avg_logprob": logprob,
-                        "no_speech_prob": no_speech,
-                        "compression_ratio": round(_compression_ratio(text), 3),
-                        "temperature": temperature,
-                    }
-                )
+            segments.append(
+                {
+                    "text": text,
+                    "start": round(chunk["start"], 3),
+                    "end": round(chunk["end"], 3),
+                    "avg_logprob": logprob,
+                    "no_speech_prob": no_speech,
+                    "compression_ratio": round(_compression_ratio(text), 3),
+                    "temperature": temperature,
+                }
+            )
         return segments
 
     def _generate(
-        self, features: list[Any], prompt_ids: list[int], tokenizer: Any, options: RadioOptions
+        self, features: list[Any], prompt_ids: list[int], tokenizer: Any, beam_size: int, suppress_blank: bool
     ) -> list[tuple[str, float, float, float]]:
         """Beam search at temperature 0 for a batch: (text, avg_logprob, no_speech_prob, 0.0)."""
         import numpy as np
@@ -943,13 +1025,13 @@ class WhisperXEngine:
         results = model.model.generate(
             encoded,
             [prompt_ids] * len(features),
-            beam_size=options.beam_size,
+            beam_size=beam_size,
             patience=1,
             length_penalty=1,
             max_length=model.max_length,
             return_scores=True,
             return_no_speech_prob=True,
-            suppress_blank=options.suppress_blank,
+            suppress_blank=suppress_blank,
             suppress_tokens=[-1],
         )
         return [(*_text_and_logprob(r, 0, tokenizer), float(r.no_speech_prob), 0.0) for r in results]
@@ -995,6 +1077,7 @@ class WhisperXEngine:
 
     def close(self) -> None:
         """Drop the model and align models and return their memory (GPU included)."""
+        self._close_batcher()
         with self._lock:
             self._pipeline = None
             self._align_cache.clear()

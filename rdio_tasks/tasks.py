@@ -44,7 +44,24 @@ def engine_config(ctx: WorkerContext, model: str | None = None, language: str | 
         models_dir=tx.models_dir,
         batch_size=tx.batch_size,
         language=language or tx.language,
+        vad_onset=tx.vad_onset,
+        vad_offset=tx.vad_offset,
+        radio=dict(tx.radio),
+        cross_call_batching=tx.batch_size > 1,
+        max_batch_wait_ms=tx.max_batch_wait_ms,
     )
+
+
+def call_radio_options(engine, resolved):  # type: ignore[no-untyped-def]
+    """The engine's radio options with this call's word replacements (None: plain mode)."""
+    import dataclasses
+
+    base = engine.config.radio
+    if base is None:
+        return None
+    if not resolved.replacements:
+        return base
+    return dataclasses.replace(base, replacements=tuple(resolved.replacements) + tuple(base.replacements))
 
 
 def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
@@ -68,8 +85,15 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
     try:
         from rdio_tasks.engine import get_engine
 
-        engine = get_engine(engine_config(ctx, job.model, job.language))
-        result = engine.transcribe(path, language=job.language or tx.language)
+        resolved = tx.resolve(call.system_id, call.talkgroup)
+        language = job.language or resolved.language
+        engine = get_engine(engine_config(ctx, job.model or resolved.model, language))
+        result = engine.transcribe(
+            path,
+            language=language,
+            initial_prompt=resolved.initial_prompt,
+            radio=call_radio_options(engine, resolved),
+        )
     except PermanentError as exc:
         log.warning("job %s call %s failed: %s", job_id, call.id, exc)
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, str(exc))
@@ -134,8 +158,26 @@ def transcribe_call(self, job_id: int) -> dict[str, Any]:  # type: ignore[no-unt
 
 
 @signals.worker_process_init.connect
-def _preload(**_: Any) -> None:
-    """Load the default model once per pool process, after the fork (never in the parent)."""
+def _preload_prefork_child(**_: Any) -> None:
+    """Prefork pool: load the model in each child, after the fork (never in the parent)."""
+    _preload()
+
+
+@signals.worker_init.connect
+def _preload_threads(sender: Any = None, **_: Any) -> None:
+    """Threads/solo pool (the default): the worker process is the one that runs tasks and nothing
+    forks after this, so the model is loaded here, before the first message is taken."""
+    pool = getattr(sender, "pool_cls", "") if sender is not None else ""
+    name = (
+        pool
+        if isinstance(pool, str)
+        else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
+    )
+    if "thread" in name or "solo" in name:
+        _preload()
+
+
+def _preload() -> None:
     if os.environ.get("RDIO_WORKER_PRELOAD", "1") in ("0", "false", "no"):
         return
     ctx = context()

@@ -33,6 +33,9 @@ class Stack:
             "max_attempts": 3,
             "task_time_limit_seconds": 120,
             "retry_backoff_max_seconds": 4,
+            # One call in flight keeps the priority test deterministic; batching across concurrent
+            # calls is covered by test_batching and by `rdio-api up` (default concurrency).
+            "concurrency": 1,
             **transcription,
         }
         self.config = {
@@ -91,9 +94,15 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
 
-    def worker_children(self) -> list[psutil.Process]:
+    def kill_worker(self) -> None:
+        """SIGKILL the worker process (and anything it started): no chance to ack or clean up."""
         assert self.worker is not None
-        return psutil.Process(self.worker.pid).children(recursive=True)
+        for proc in [
+            *psutil.Process(self.worker.pid).children(recursive=True),
+            psutil.Process(self.worker.pid),
+        ]:
+            proc.kill()
+        self.worker.wait(10)
 
     def stop(self) -> None:
         if self.worker is not None and self.worker.poll() is None:

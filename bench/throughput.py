@@ -1,0 +1,198 @@
+"""Throughput benchmark: per-call vs cross-call batched transcription in one warm process.
+
+Not a test: it measures. N calls (default 64) are drawn from the project's corpus (2-15 s radio
+and clean speech), decoded to memory once, then transcribed twice by the same loaded model:
+
+- per-call: one call at a time, each decoded on its own (cross-call batching off);
+- batched:  ``--concurrency`` calls in flight (as the Celery threads pool runs them), their speech
+  chunks sharing model passes of up to ``--batch-size``.
+
+Prints one table (calls/s, audio seconds per wall second, the batched/per-call ratio, p50/p95
+per-call latency = time inside transcribe, peak RSS) and, with ``--json``, one JSON line.
+With ``--matrix-tflops`` (the GPU's measured dense matrix throughput), it also reports the achieved
+fraction of the encoder-bound limit: one 30-second encoder window per chunk, with the encoder FLOPs
+counted from the model's dimensions.
+
+    python bench/throughput.py                                   # tiny.en int8 on CPU
+    python bench/throughput.py --model large-v3 --device cuda --compute-type float16 \\
+        --batch-size 32 --concurrency 64 --matrix-tflops 700
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import resource
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "corpus"
+
+
+def load_calls(n: int, seed: int) -> list:
+    from rdio_tasks.audio_decode import decode_audio
+
+    rows = [line.split("\t") for line in (CORPUS / "manifest.tsv").read_text().splitlines()[1:]]
+    pool = [decode_audio(CORPUS / r[0]) for r in rows if r[1] in ("radio_mp3", "radio_m4a", "clean")]
+    pool = [a for a in pool if 2 * 16000 <= a.shape[0] <= 15 * 16000]
+    rng = random.Random(seed)
+    return [pool[rng.randrange(len(pool))] for _ in range(n)]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(engine, calls: list, concurrency: int) -> dict:  # type: ignore[no-untyped-def]
+    latencies: list[float] = []
+    chunks = 0
+
+    def one(audio):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        result = engine.transcribe(audio)
+        latencies.append(time.perf_counter() - start)
+        return result
+
+    start = time.perf_counter()
+    if concurrency <= 1:
+        results = [one(a) for a in calls]
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(one, calls))
+    wall = time.perf_counter() - start
+    chunks = sum(len(r.raw_segments) for r in results)
+    audio_s = sum(a.shape[0] for a in calls) / 16000
+    latencies.sort()
+    return {
+        "calls": len(calls),
+        "wall_s": round(wall, 2),
+        "calls_per_s": round(len(calls) / wall, 3),
+        "audio_s_per_s": round(audio_s / wall, 2),
+        "p50_ms": round(statistics.median(latencies) * 1000),
+        "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "chunks": chunks,
+        "texts": [r.text for r in results],
+    }
+
+
+def encoder_flops_per_window(model_dir: str) -> float | None:
+    """Multiply-adds x2 of one 30 s encoder pass (1500 frames), from the model's config.json."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    cfg = json.loads(path.read_text())
+    d = cfg.get("d_model")
+    layers = cfg.get("encoder_layers")
+    ffn = cfg.get("encoder_ffn_dim") or (4 * d if d else None)
+    mels = cfg.get("num_mel_bins", 80)
+    if not (d and layers and ffn):
+        return None
+    t = 1500
+    conv = 2 * (3000 * mels * d * 3 + t * d * d * 3)  # two conv1d layers, kernel 3
+    attn_proj = 2 * 4 * t * d * d
+    attn_scores = 2 * 2 * t * t * d
+    mlp = 2 * 2 * t * d * ffn
+    return conv + layers * (attn_proj + attn_scores + mlp)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=64)
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compute-type", default="auto")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-batch-wait-ms", type=float, default=30.0)
+    parser.add_argument("--plain", action="store_true", help="plain WhisperX pipeline instead of radio")
+    parser.add_argument(
+        "--matrix-tflops", type=float, default=None, help="GPU dense matrix TFLOP/s, measured"
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from rdio_tasks.engine import EngineConfig, get_engine
+    from rdio_tasks.text_normalize import wer
+
+    calls = load_calls(args.calls, args.seed)
+    base = EngineConfig(
+        model=args.model,
+        device=args.device,
+        compute_type=args.compute_type,
+        batch_size=args.batch_size,
+        cross_call_batching=False,
+        max_batch_wait_ms=args.max_batch_wait_ms,
+        radio=not args.plain,
+    )
+    engine = get_engine(base)
+    for audio in calls[:2]:  # warm-up: first calls pay one-off initialisation
+        engine.transcribe(audio)
+    per_call = run(engine, calls, 1)
+    engine.reconfigure(dataclasses.replace(base, cross_call_batching=True))
+    run(engine, calls[:4], args.concurrency)  # warm the batcher
+    batched = run(engine, calls, args.concurrency)
+    stats = engine.batch_stats
+    diffs = [wer(a, b) for a, b in zip(per_call["texts"], batched["texts"], strict=True) if a != b]
+    ratio = batched["calls_per_s"] / per_call["calls_per_s"]
+
+    print(
+        f"model {args.model} on {engine.device}/{engine.compute_type}, {len(calls)} calls, "
+        f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {args.batch_size}, "
+        f"concurrency {args.concurrency}, {'plain' if args.plain else 'radio'} pipeline"
+    )
+    header = f"{'mode':<9} {'calls/s':>8} {'audio s/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'peak RSS MB':>12}"
+    print(header)
+    print("-" * len(header))
+    for name, r in (("per-call", per_call), ("batched", batched)):
+        print(
+            f"{name:<9} {r['calls_per_s']:>8.3f} {r['audio_s_per_s']:>10.2f} {r['p50_ms']:>8} {r['p95_ms']:>8} "
+            f"{r['peak_rss_mb']:>12}"
+        )
+    print(
+        f"batched/per-call ratio: {ratio:.2f}x; mean batch {stats.get('mean_batch')} chunks "
+        f"(sizes {stats.get('sizes')}); transcripts differing: {len(diffs)} of {len(calls)}"
+        + (f" (max WER diff {max(diffs):.3f})" if diffs else "")
+    )
+    summary = {
+        "model": args.model,
+        "device": engine.device,
+        "compute_type": engine.compute_type,
+        "calls": len(calls),
+        "batch_size": args.batch_size,
+        "concurrency": args.concurrency,
+        "per_call": {k: v for k, v in per_call.items() if k != "texts"},
+        "batched": {k: v for k, v in batched.items() if k != "texts"},
+        "ratio": round(ratio, 3),
+        "batch_stats": stats,
+        "differing_transcripts": len(diffs),
+    }
+    if args.matrix_tflops:
+        flops = encoder_flops_per_window(engine.model_path)
+        if flops:
+            limit = args.matrix_tflops * 1e12 / flops  # windows/s if the GPU only ran encoders
+            achieved = batched["chunks"] / batched["wall_s"]
+            summary["encoder_gflops_per_window"] = round(flops / 1e9, 1)
+            summary["encoder_bound_windows_per_s"] = round(limit, 1)
+            summary["achieved_fraction_of_encoder_bound"] = round(achieved / limit, 4)
+            print(
+                f"encoder: {flops / 1e9:.1f} GFLOP per 30 s window; bound {limit:.1f} windows/s; "
+                f"achieved {achieved:.1f} windows/s = {achieved / limit:.1%} of the encoder-bound limit"
+            )
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
