@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rdio_core.embedded_redis import EmbeddedRedis, free_port
 from rdio_core.settings import Settings
+from rdio_tasks.celery_app import worker_argv
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +94,8 @@ class Supervisor:
         self._spawn(
             "api", [py, "-m", "rdio_api", "serve", "--host", self.host, "--port", str(self.port)], env
         )
-        self._spawn(
-            "worker",
-            [
-                py,
-                "-m",
-                "celery",
-                "-A",
-                "rdio_tasks",
-                "worker",
-                "-Q",
-                "gpu",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-n",
-                "rdio-embedded@%h",
-                "--loglevel",
-                "INFO",
-                "-E",
-            ],
-            env,
-        )
+        # celeryconfig's defaults: threads pool, transcription.concurrency calls batched together.
+        self._spawn("worker", [py, *worker_argv("rdio-embedded@%h")], env)
         user, password = flower_credentials(self.settings)
         flower_port = self.settings.flower.port
         self._spawn(

@@ -8,3 +8,23 @@ from celery import Celery
 
 app = Celery("rdio_tasks", include=["rdio_tasks.tasks"])
 app.config_from_object("celeryconfig")
+
+
+def worker_argv(name: str, *extra: str) -> list[str]:
+    """The documented worker command (``celery -A rdio_tasks worker -Q gpu``) as argv for
+    ``python -m celery``; pool and concurrency come from celeryconfig (threads, batching)."""
+    return [
+        "-m",
+        "celery",
+        "-A",
+        "rdio_tasks",
+        "worker",
+        "-Q",
+        "gpu",
+        "-n",
+        name,
+        "--loglevel",
+        "INFO",
+        "-E",
+        *extra,
+    ]

@@ -86,9 +86,8 @@ def claim(
         return Claim("gave_up" if gave_up else "final", job)
 
 
-def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: dict[str, Any]) -> bool:
-    """Store the result in one transaction, only while this worker still owns the job."""
-    now = utcnow()
+def _update_owned(factory: sessionmaker[Session], job_id: int, worker: str, **values: Any) -> bool:
+    """Apply ``values`` only while ``worker`` still holds the job (processing under its lease)."""
     with factory() as session:
         done = session.execute(
             update(TranscriptionJob)
@@ -97,54 +96,30 @@ def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: d
                 TranscriptionJob.status == JobStatus.PROCESSING,
                 TranscriptionJob.worker == worker,
             )
-            .values(
-                **values,
-                status=JobStatus.COMPLETED,
-                error=None,
-                finished_at=now,
-                lease_expires_at=None,
-                updated_at=now,
-            )
+            .values(**values, lease_expires_at=None, updated_at=utcnow())
         ).rowcount
         session.commit()
+    return bool(done)
+
+
+def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: dict[str, Any]) -> bool:
+    """Store the result in one transaction, only while this worker still owns the job."""
+    done = _update_owned(
+        factory, job_id, worker, **values, status=JobStatus.COMPLETED, error=None, finished_at=utcnow()
+    )
     if not done:
         log.warning("job %s: result discarded, this worker (%s) no longer owns it", job_id, worker)
-    return bool(done)
+    return done
 
 
 def finish(factory: sessionmaker[Session], job_id: int, worker: str, status: JobStatus, reason: str) -> bool:
     """End the job as failed or skipped with a reason (no retry)."""
-    now = utcnow()
-    with factory() as session:
-        done = session.execute(
-            update(TranscriptionJob)
-            .where(
-                TranscriptionJob.id == job_id,
-                TranscriptionJob.status == JobStatus.PROCESSING,
-                TranscriptionJob.worker == worker,
-            )
-            .values(
-                status=status, error=reason[:2000], finished_at=now, lease_expires_at=None, updated_at=now
-            )
-        ).rowcount
-        session.commit()
-    return bool(done)
+    return _update_owned(factory, job_id, worker, status=status, error=reason[:2000], finished_at=utcnow())
 
 
 def release(factory: sessionmaker[Session], job_id: int, worker: str, error: str) -> None:
     """Hand the job back (transient failure) so the retry message, or the sweeper, can claim it."""
-    now = utcnow()
-    with factory() as session:
-        session.execute(
-            update(TranscriptionJob)
-            .where(
-                TranscriptionJob.id == job_id,
-                TranscriptionJob.status == JobStatus.PROCESSING,
-                TranscriptionJob.worker == worker,
-            )
-            .values(status=JobStatus.QUEUED, error=error[:2000], lease_expires_at=None, updated_at=now)
-        )
-        session.commit()
+    _update_owned(factory, job_id, worker, status=JobStatus.QUEUED, error=error[:2000])
 
 
 def mark_queued(factory: sessionmaker[Session], job_id: int, task_id: str) -> None:

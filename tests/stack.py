@@ -14,6 +14,7 @@ import psutil
 import yaml
 
 from rdio_core.embedded_redis import EmbeddedRedis
+from rdio_tasks.celery_app import worker_argv
 from tests.helpers import ServerProcess
 
 ADMIN = "stack-admin"
@@ -69,25 +70,8 @@ class Stack:
     def start_worker(self) -> None:
         log = open(self.worker_log, "ab")  # noqa: SIM115 - owned by the child
         self.worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "rdio_tasks",
-                "worker",
-                "-Q",
-                "gpu",
-                "-c",
-                "1",
-                "--pool",
-                "prefork",
-                "-n",
-                f"test-{os.getpid()}@%h",
-                "--loglevel",
-                "INFO",
-                "-E",
-            ],
+            # The documented command, with celeryconfig's defaults (threads pool).
+            [sys.executable, *worker_argv(f"test-{os.getpid()}@%h")],
             cwd=self.work,
             env=self.env(),
             stdout=log,

@@ -44,22 +44,27 @@ def test_up_transcribes_and_stops_cleanly(tmp_path):
     family: list[psutil.Process] = []
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 60, proc)
-        body = sdrtrunk_body(sdrtrunk_fields(31, key="k"), clip("speech_sdrtrunk.mp3"))
-        status, headers, text = raw_request(port, body)
-        assert status.startswith("HTTP/1.1 200") and b"Call imported successfully." in text
-        call_id = headers["x-call-id"]
-        deadline = time.monotonic() + 120
-        result = {}
-        while time.monotonic() < deadline:
-            r = httpx.get(
-                f"http://127.0.0.1:{port}/api/calls/{call_id}/transcription", headers={"X-API-Key": "k"}
-            )
-            result = r.json() if r.status_code == 200 else {}
-            if result.get("status") in ("completed", "failed"):
-                break
-            time.sleep(0.5)
-        assert result.get("status") == "completed", (tmp_path / "up.log").read_text()[-3000:]
-        assert "suit" in result["transcript"]["text"].lower()
+        # A few calls at once: the worker runs them concurrently and batches their chunks.
+        call_ids = []
+        for n, name in enumerate(("speech_sdrtrunk.mp3", "speech.wav", "speech.m4a")):
+            body = sdrtrunk_body(sdrtrunk_fields(31, talkgroup=100 + n, key="k"), clip(name))
+            status, headers, text = raw_request(port, body)
+            assert status.startswith("HTTP/1.1 200") and b"Call imported successfully." in text
+            call_ids.append(headers["x-call-id"])
+        for call_id in call_ids:
+            deadline = time.monotonic() + 120
+            result = {}
+            while time.monotonic() < deadline:
+                r = httpx.get(
+                    f"http://127.0.0.1:{port}/api/calls/{call_id}/transcription", headers={"X-API-Key": "k"}
+                )
+                result = r.json() if r.status_code == 200 else {}
+                if result.get("status") in ("completed", "failed"):
+                    break
+                time.sleep(0.5)
+            assert result.get("status") == "completed", (tmp_path / "up.log").read_text()[-3000:]
+            words = result["transcript"]["text"].lower()
+            assert "greasy" in words and "year" in words, words
         # Flower is up and insists on the generated credentials.
         creds = (tmp_path / "data" / "flower-credentials").read_text().strip().split(":", 1)
         wait_http(f"http://127.0.0.1:{flower_port}/healthcheck", 30, auth=tuple(creds))
