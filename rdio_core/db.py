@@ -77,7 +77,3 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations; safe to call on every start (a no-op when already at head)."""
     command.upgrade(alembic_config(engine), revision)
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"

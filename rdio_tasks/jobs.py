@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core.models import ACTIVE_STATUSES, Call, JobStatus, TranscriptionJob, utcnow
+from rdio_core.models import Call, JobStatus, TranscriptionJob, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +181,3 @@ def sweep_candidates(
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.execute(stmt).scalars())
-
-
-def active_count(session: Session) -> int:
-    from sqlalchemy import func
-
-    return session.execute(
-        select(func.count()).select_from(TranscriptionJob).where(TranscriptionJob.status.in_(ACTIVE_STATUSES))
-    ).scalar_one()

@@ -30,7 +30,6 @@ class Outcome:
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
     retry_in: float | None = None
-    error: Exception | None = None
 
 
 def engine_config(ctx: WorkerContext, model: str | None = None, language: str | None = None):  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-import yaml
 
 from rdio_core.embedded_redis import EmbeddedRedis
 from rdio_tasks.celery_app import worker_argv
@@ -141,7 +140,3 @@ class Stack:
     def logs(self) -> str:
         worker = self.worker_log.read_text(errors="replace")[-4000:] if self.worker_log.exists() else ""
         return f"--- api log ---\n{self.server.log()[-3000:]}\n--- worker log ---\n{worker}"
-
-
-def write_config(path: Path, config: dict) -> None:
-    path.write_text(yaml.safe_dump(config))
