@@ -18,6 +18,7 @@ from tests.helpers import ServerProcess
 
 ADMIN = "stack-admin"
 READER = "stack-reader"
+FINISHED = ("completed", "failed", "skipped")
 
 
 class Stack:
@@ -111,31 +112,26 @@ class Stack:
             timeout=10,
         )
 
-    def wait_call(
-        self, call_id: int, timeout: float = 120, statuses=("completed", "failed", "skipped")
-    ) -> dict:
+    def _poll(self, path: str, status_of, timeout: float, statuses) -> dict:  # type: ignore[no-untyped-def]
+        """GET ``path`` until ``status_of(body)`` is one of ``statuses``; fail with the logs."""
         deadline = time.monotonic() + timeout
         body: dict = {}
         while time.monotonic() < deadline:
-            r = self.get(f"/api/calls/{call_id}/transcription")
+            r = self.get(path)
             if r.status_code == 200:
                 body = r.json()
-                if body["latest_job"]["status"] in statuses:
+                if status_of(body) in statuses:
                     return body
             time.sleep(0.3)
-        raise TimeoutError(f"call {call_id} not finished after {timeout}s: {body}\n{self.logs()}")
+        raise TimeoutError(f"{path} not finished after {timeout}s: {body}\n{self.logs()}")
 
-    def wait_job(
-        self, job_id: int, timeout: float = 120, statuses=("completed", "failed", "skipped")
-    ) -> dict:
-        deadline = time.monotonic() + timeout
-        body: dict = {}
-        while time.monotonic() < deadline:
-            body = self.get(f"/api/transcription/jobs/{job_id}").json()
-            if body["status"] in statuses:
-                return body
-            time.sleep(0.3)
-        raise TimeoutError(f"job {job_id} not finished after {timeout}s: {body}\n{self.logs()}")
+    def wait_call(self, call_id: int, timeout: float = 120, statuses=FINISHED) -> dict:
+        return self._poll(
+            f"/api/calls/{call_id}/transcription", lambda b: b["latest_job"]["status"], timeout, statuses
+        )
+
+    def wait_job(self, job_id: int, timeout: float = 120, statuses=FINISHED) -> dict:
+        return self._poll(f"/api/transcription/jobs/{job_id}", lambda b: b["status"], timeout, statuses)
 
     def logs(self) -> str:
         worker = self.worker_log.read_text(errors="replace")[-4000:] if self.worker_log.exists() else ""
