@@ -54,6 +54,7 @@ class IngestResult:
     duplicate: bool
     job_id: int | None = None
     job_status: str | None = None
+    job_priority: int | None = None
 
 
 def plan_job(
@@ -85,7 +86,7 @@ class CallWriter:
         self,
         factory: sessionmaker[Session],
         settings: Settings,
-        on_jobs_committed: Callable[[list[int]], None] | None = None,
+        on_jobs_committed: Callable[[list[tuple[int, int]]], None] | None = None,
     ) -> None:
         self.factory = factory
         self.settings = settings
@@ -144,7 +145,11 @@ class CallWriter:
             return
         for (_, fut), result in zip(batch, results, strict=True):
             fut.set_result(result)
-        new_jobs = [r.job_id for r in results if r.job_id is not None and r.job_status == JobStatus.PENDING]
+        new_jobs = [
+            (r.job_id, r.job_priority)
+            for r in results
+            if r.job_id is not None and r.job_priority is not None and r.job_status == JobStatus.PENDING
+        ]
         if new_jobs and self.on_jobs_committed is not None:
             try:
                 self.on_jobs_committed(new_jobs)
@@ -171,7 +176,7 @@ class CallWriter:
             for idx in fresh:
                 self._upsert_labels(session, items[idx].call, systems, talkgroups)
             call_ids: dict[int, int] = {}
-            job_info: dict[int, tuple[int, str]] = {}
+            job_info: dict[int, tuple[int, str, int]] = {}
             if fresh:
                 rows = [_call_row(items[idx]) for idx in fresh]
                 ids = session.execute(
@@ -185,8 +190,8 @@ class CallWriter:
         results = []
         for idx, match in enumerate(dup_of):
             if match is None:
-                job_id, job_status = job_info.get(idx, (None, None))
-                results.append(IngestResult(call_ids[idx], False, job_id, job_status))
+                job_id, job_status, job_priority = job_info.get(idx, (None, None, None))
+                results.append(IngestResult(call_ids[idx], False, job_id, job_status, job_priority))
             elif isinstance(match, tuple):
                 results.append(IngestResult(call_ids[match[0]], True))
             else:
@@ -195,8 +200,11 @@ class CallWriter:
 
     def _insert_jobs(
         self, session: Session, items: list[IngestItem], fresh: list[int], call_ids: dict[int, int]
-    ) -> dict[int, tuple[int, str]]:
-        """Create each new call's transcription job in the call's own transaction."""
+    ) -> dict[int, tuple[int, str, int]]:
+        """Create each new call's transcription job in the call's own transaction.
+
+        Returns (job id, status, priority) per batch index: the publisher needs the priority and
+        should not read back what was just written."""
         rows, owners = [], []
         now = utcnow()
         for idx in fresh:
@@ -222,7 +230,10 @@ class CallWriter:
             return {}
         stmt = insert(TranscriptionJob).returning(TranscriptionJob.id, sort_by_parameter_order=True)
         ids = session.execute(stmt, rows).scalars()
-        return {idx: (job_id, row["status"]) for idx, job_id, row in zip(owners, ids, rows, strict=True)}
+        return {
+            idx: (job_id, row["status"], row["priority"])
+            for idx, job_id, row in zip(owners, ids, rows, strict=True)
+        }
 
     def _recent_calls(self, session: Session, items: list[IngestItem], window: timedelta) -> list[tuple]:
         """Existing calls that could duplicate any item of the batch (one query for the batch)."""

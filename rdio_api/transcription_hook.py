@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import Gauge, Histogram
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from rdio_api.state import AppState
 from rdio_core.models import JobStatus, TranscriptionJob
+from rdio_tasks import jobs
 
 JOBS = Gauge("rdio_transcription_jobs", "Transcription jobs by status", ["status"])
 QUEUE_DEPTH = Gauge("rdio_transcription_queue_depth", "Messages waiting or reserved in the gpu queue")
@@ -39,11 +40,7 @@ def install(state: AppState) -> Callable[[], None] | None:
 
     def refresh() -> None:
         with state.factory() as session:
-            counts = dict(
-                session.execute(
-                    select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status)
-                ).all()
-            )
+            counts = jobs.status_counts(session)
             # Feed histograms with jobs completed since the last scrape (workers live elsewhere).
             rows = session.execute(
                 select(TranscriptionJob.id, TranscriptionJob.processing_ms, TranscriptionJob.real_time_factor)

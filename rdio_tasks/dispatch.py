@@ -36,7 +36,7 @@ class Dispatcher:
         if settings.broker_url:
             app.conf.broker_url = settings.broker_url
             app.conf.result_backend = settings.broker_url
-        self._queue: queue.Queue[int | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._broker_down_until = 0.0
         self._threads: list[threading.Thread] = []
@@ -57,27 +57,23 @@ class Dispatcher:
         for t in self._threads:
             t.join(timeout=10)
 
-    def publish_later(self, job_ids: list[int]) -> None:
-        for job_id in job_ids:
-            self._queue.put(job_id)
+    def publish_later(self, jobs_to_publish: list[tuple[int, int]]) -> None:
+        """Queue (job id, priority) pairs for the publisher thread."""
+        for item in jobs_to_publish:
+            self._queue.put(item)
 
     def _publisher(self) -> None:
         while not self._stop.is_set():
-            job_id = self._queue.get()
-            if job_id is None:
+            item = self._queue.get()
+            if item is None:
                 return
             if time.monotonic() < self._broker_down_until:
                 continue  # stays pending; the sweeper publishes it when the broker is back
-            self.publish(job_id)
+            self.publish(*item)
 
-    def publish(self, job_id: int, priority: int | None = None) -> bool:
+    def publish(self, job_id: int, priority: int) -> bool:
         """Send one job to the broker and mark it queued; False (job left as is) on broker failure."""
         try:
-            if priority is None:
-                with self.factory() as session:
-                    priority = session.execute(
-                        select(TranscriptionJob.priority).where(TranscriptionJob.id == job_id)
-                    ).scalar_one()
             result = self.app.send_task(
                 TASK, args=[job_id], queue=QUEUE, priority=jobs.celery_priority(priority)
             )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core.models import Call, JobStatus, TranscriptionJob, utcnow
@@ -181,3 +181,9 @@ def sweep_candidates(
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(session.execute(stmt).scalars())
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Number of jobs in each status (statuses with none are absent)."""
+    rows = session.execute(select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status))
+    return {status: count for status, count in rows.all()}

@@ -70,7 +70,7 @@ def create_job(
     session.commit()
     dispatcher = state.extras.get("dispatcher")
     if dispatcher is not None:
-        dispatcher.publish_later([job.id])
+        dispatcher.publish_later([(job.id, job.priority)])
     return job_dict(job)
 
 
@@ -116,9 +116,7 @@ def queue_status(
     state: AppState = Depends(get_state),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
-    counts = dict(
-        session.execute(select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status)).all()
-    )
+    counts = jobs.status_counts(session)
     now = utcnow()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     completed_today = session.execute(
