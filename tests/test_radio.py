@@ -17,7 +17,7 @@ import pytest
 
 from rdio_tasks import radio
 from rdio_tasks.radio import RadioOptions, choose_language, clean, collapse_repetitions, parse_phrases
-from rdio_tasks.text_normalize import normalize, wer, word_errors
+from rdio_core.text_normalize import normalize, wer, word_errors
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus" / "audio"
@@ -76,7 +76,7 @@ def test_options_from_mapping_ignores_unknown_keys(caplog: pytest.LogCaptureFixt
 def test_import_is_light() -> None:
     """The API process imports the radio module and the normaliser without numpy."""
     code = (
-        "import sys, rdio_tasks.radio, rdio_tasks.text_normalize; "
+        "import sys, rdio_tasks.radio, rdio_core.text_normalize; "
         "print(sorted({'numpy', 'torch', 'whisperx', 'ctranslate2'} & set(sys.modules)))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

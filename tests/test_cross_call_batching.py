@@ -22,8 +22,8 @@ def corpus_calls(subsets=("radio_mp3", "radio_m4a")) -> list:
 
 
 def test_batched_transcripts_equal_per_call():
-    from rdio_tasks.engine import EngineConfig, get_engine
-    from rdio_tasks.text_normalize import wer
+    from rdio_tasks.asr import EngineConfig, get_engine
+    from rdio_core.text_normalize import wer
 
     calls = corpus_calls()
     assert len(calls) == 12
@@ -44,7 +44,7 @@ def test_batched_transcripts_equal_per_call():
 
 
 def test_batch_size_one_turns_batching_off():
-    from rdio_tasks.engine import EngineConfig, get_engine
+    from rdio_tasks.asr import EngineConfig, get_engine
 
     calls = corpus_calls(("radio_mp3",))[:3]
     engine = get_engine(EngineConfig(model="tiny.en", batch_size=1, cross_call_batching=True))

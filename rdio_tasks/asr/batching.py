@@ -1,0 +1,59 @@
+"""The engine's side of cross-call batching: one lazily started inference thread per engine.
+
+:class:`rdio_tasks.batcher.DynamicBatcher` knows nothing about Whisper; this glue starts it on the
+first radio call with the engine's limits, rebuilds it when those limits change, and reports its
+counters for ``engine.batch_stats``. Batching is off when the config says so or ``batch_size`` is 1.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rdio_tasks.asr.config import EngineConfig
+from rdio_tasks.batcher import DynamicBatcher, RunBatch
+
+__all__ = ["SharedBatcher"]
+
+
+class SharedBatcher:
+    """The inference thread shared by every call of one engine, created on first use."""
+
+    def __init__(self, run_batch: RunBatch) -> None:
+        self._run_batch = run_batch
+        self._batcher: DynamicBatcher | None = None
+        self._lock = threading.Lock()
+
+    def get(self, config: EngineConfig) -> DynamicBatcher | None:
+        """The running batcher for ``config``'s limits (None: batching off)."""
+        if not config.cross_call_batching or config.batch_size <= 1:
+            return None
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = DynamicBatcher(
+                    self._run_batch,
+                    max_batch=config.batch_size,
+                    max_wait_ms=config.max_batch_wait_ms,
+                    name="whisper-inference",
+                )
+            return self._batcher
+
+    def close(self) -> None:
+        """Stop the thread; the next :meth:`get` starts a new one."""
+        with self._lock:
+            batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher.close()
+
+    def stats(self) -> dict[str, Any]:
+        batcher = self._batcher
+        if batcher is None:
+            return {}
+        st = batcher.stats
+        return {
+            "batches": st.batches,
+            "items": st.items,
+            "mean_batch": round(st.mean_batch, 2),
+            "sizes": dict(sorted(st.sizes.items())),
+            "oom_splits": st.oom_splits,
+        }

@@ -1,0 +1,385 @@
+"""The WhisperX engine: a loaded model plus the two pipelines that use it, plain and radio.
+
+Orchestration only; each step lives in its own module of :mod:`rdio_tasks.asr`:
+model lookup (``models``), device and compute type (``runtime``), quiet import and load
+(``loader``), language (``language``), VAD windows (``vad``), CTranslate2 decoding and the
+temperature fallback (``decode``), cross-call batching (``batching``), word alignment
+(``align``), the result shape (``result``), and the process-wide cache (``cache``).
+
+Design constraints, and why:
+
+* Nothing heavy is imported at module import time. The API process imports
+  ``rdio_tasks`` without torch installed, and the Celery parent process must never
+  initialise CUDA (a CUDA context does not survive ``fork``). torch, whisperx,
+  ctranslate2 and faster_whisper are imported inside functions that only run in a
+  worker child, and ``device="auto"`` is resolved there too.
+* One model per worker process by default (:func:`rdio_tasks.asr.get_engine`), because a
+  Whisper model is hundreds of MB to GBs of (GPU) memory and loading it takes seconds.
+* Plain mode mutates the whisperx pipeline's options, so it runs one call at a time. The
+  radio path only needs the pyannote VAD and the aligner serialised: CTranslate2 models are
+  thread-safe, so concurrent calls overlap decoding, VAD and inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rdio_tasks import radio
+from rdio_tasks.asr import compat, decode
+from rdio_tasks.asr.align import Aligner
+from rdio_tasks.asr.batching import SharedBatcher
+from rdio_tasks.asr.config import SAMPLE_RATE, EngineConfig, radio_options
+from rdio_tasks.asr.language import detect_language, fixed_language
+from rdio_tasks.asr.loader import import_whisperx_asr, load_pipeline
+from rdio_tasks.asr.result import Decoded, TranscriptionResult, confidence, json_safe
+from rdio_tasks.asr.runtime import Runtime, resolve_runtime
+from rdio_tasks.asr.vad import speech_chunks
+from rdio_tasks.audio_decode import decode_audio
+from rdio_tasks.errors import AudioDecodeError
+from rdio_tasks.radio import RadioOptions
+
+if TYPE_CHECKING:
+    import numpy as np  # runtime imports are local: the slim API install has no numpy
+
+__all__ = ["WhisperXEngine"]
+
+logger = logging.getLogger(__name__)
+
+_CONFIG: Any = object()  # sentinel: "use config.radio"
+
+
+class WhisperXEngine:
+    """A loaded WhisperX pipeline (faster-whisper + pyannote VAD) plus cached align models.
+
+    Construct through :func:`rdio_tasks.asr.get_engine` so each worker process loads the
+    model once. Plain-mode ``transcribe`` is serialised by a lock: the pipeline mutates its
+    own tokenizer/options per call and is not thread-safe.
+    """
+
+    def __init__(self, config: EngineConfig, runtime: Runtime | None = None) -> None:
+        runtime = runtime or resolve_runtime(config)
+        self.config = config
+        self.model_path = runtime.model_path
+        self.device = runtime.device
+        self.compute_type = runtime.compute_type
+        self.cpu_threads = runtime.cpu_threads
+        self._lock = threading.Lock()  # plain mode, reconfigure, close
+        self._vad_lock = threading.Lock()
+        self._aligner = Aligner(self.device)
+        self._tokenizers: dict[str, Any] = {}
+        self._batches = SharedBatcher(self._run_batch)
+
+        started = time.perf_counter()
+        asr = import_whisperx_asr()
+        import torch
+
+        if self.device == "cpu" and config.cpu_threads > 0:
+            # The VAD and wav2vec2 aligner run in torch; keep them within the same budget.
+            torch.set_num_threads(config.cpu_threads)
+        self.import_ms = (time.perf_counter() - started) * 1000
+
+        logger.info(
+            "loading whisper model %s (%s) on %s/%s, %d CPU threads",
+            config.model,
+            self.model_path,
+            self.device,
+            self.compute_type,
+            self.cpu_threads,
+        )
+        self._pipeline = load_pipeline(asr, config, runtime)
+        # English-only checkpoints (*.en) reject language tokens; whisperx only infers
+        # that from a name ending in ".en", which a local directory path does not have.
+        self.multilingual: bool = bool(self._pipeline.model.model.is_multilingual)
+        self.load_ms = (time.perf_counter() - started) * 1000
+        logger.info(
+            "whisper model %s ready in %.0f ms (multilingual=%s)",
+            config.model,
+            self.load_ms,
+            self.multilingual,
+        )
+        fixed = self._fixed_language(None)
+        if config.align and fixed:
+            self._aligner.get(
+                fixed, config.models_dir
+            )  # pay the alignment load with the model, not on call 1
+
+    # -- configuration ---------------------------------------------------------------
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Adopt per-call options (batch size, language, VAD thresholds, align, radio) from ``config``."""
+        with self._lock:
+            if (config.models_dir, config.align) != (self.config.models_dir, self.config.align):
+                self._aligner.clear()  # availability depends on models_dir; re-check lazily
+            old = self.config
+            self.config = config
+            if self._pipeline is not None:
+                compat.set_vad_thresholds(self._pipeline, config.vad_onset, config.vad_offset)
+        if (old.batch_size, old.max_batch_wait_ms, old.cross_call_batching) != (
+            config.batch_size,
+            config.max_batch_wait_ms,
+            config.cross_call_batching,
+        ):
+            self._batches.close()  # rebuilt with the new limits on the next call
+
+    def _fixed_language(self, language: str | None) -> str | None:
+        """Language to decode with, if known without detection."""
+        return fixed_language(
+            language,
+            multilingual=self.multilingual,
+            default=self.config.language,
+            model_name=self.config.model,
+        )
+
+    def _detect_language(self, audio: np.ndarray) -> tuple[str, float]:
+        return detect_language(self._pipeline.model, audio)
+
+    # -- transcription ---------------------------------------------------------------
+
+    def transcribe(
+        self,
+        audio: np.ndarray | str | Path,
+        *,
+        language: str | None = None,
+        initial_prompt: str | None = None,
+        radio: RadioOptions | bool | object | None = _CONFIG,
+    ) -> TranscriptionResult:
+        """Transcribe one call: decode (if a path), VAD, Whisper, filters, optional alignment.
+
+        ``language`` overrides the config default for this call; on multilingual
+        models ``None`` means detect. ``initial_prompt`` biases decoding (talkgroup
+        names, unit IDs). ``radio`` overrides ``config.radio`` for this call:
+        :class:`RadioOptions` (or True) for the radio pipeline, None/False for plain
+        WhisperX. ``processing_ms`` covers everything here, decode included.
+
+        Raises:
+            AudioDecodeError: unreadable or empty audio.
+            PermanentError: invalid language code.
+        """
+        started = time.perf_counter()
+        samples = self._samples(audio)
+        options = self.config.radio if radio is _CONFIG else radio_options(radio)
+        if self._pipeline is None:
+            raise RuntimeError("engine has been closed")
+        config = self.config
+        if options is None:
+            with self._lock:
+                out = self._run_plain(samples, language, initial_prompt)
+        else:
+            out = self._run_radio(samples, language, initial_prompt or options.initial_prompt, options)
+        score = confidence(out.segments)
+        segments, aligned, note = self._aligner.align(
+            out.segments, samples, out.language, enabled=self.config.align, models_dir=self.config.models_dir
+        )
+
+        segments = [json_safe(seg) for seg in segments]
+        processing_s = time.perf_counter() - started
+        audio_seconds = samples.shape[0] / SAMPLE_RATE
+        text = " ".join(seg["text"] for seg in segments if seg["text"]).strip()
+        return TranscriptionResult(
+            text=text,
+            segments=segments,
+            language=out.language,
+            language_probability=out.language_probability,
+            model=config.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            audio_seconds=round(audio_seconds, 3),
+            processing_ms=round(processing_s * 1000, 1),
+            real_time_factor=round(processing_s / audio_seconds, 4) if audio_seconds > 0 else 0.0,
+            aligned=aligned,
+            alignment_note=note,
+            confidence=round(score, 4) if score is not None else None,
+            mode="plain" if options is None else "radio",
+            raw_text=" ".join(seg["text"] for seg in out.raw_segments if seg["text"]).strip(),
+            raw_segments=[json_safe(seg) for seg in out.raw_segments],
+            removed=[json_safe(item) for item in out.removed],
+            no_speech=not text,
+            filters=out.filters,
+            preprocessing=json_safe(out.preprocessing),
+            language_note=out.language_note,
+        )
+
+    def _samples(self, audio: np.ndarray | str | Path) -> np.ndarray:
+        """16 kHz mono float32 samples from a path (decoded) or an array (checked)."""
+        import numpy as np
+
+        if isinstance(audio, str | Path):
+            return decode_audio(audio, SAMPLE_RATE)
+        samples = np.ascontiguousarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"expected mono 1-D 16 kHz audio, got shape {samples.shape}")
+        if samples.size == 0:
+            raise AudioDecodeError("audio array is empty")
+        return samples
+
+    def _run_plain(self, samples: np.ndarray, language: str | None, initial_prompt: str | None) -> Decoded:
+        """whisperx's own batched pipeline with its default options (the baseline)."""
+        pipeline = self._pipeline
+        lang = self._fixed_language(language)
+        lang_prob: float | None = None
+        if lang is None:
+            lang, lang_prob = self._detect_language(samples)
+        saved_options = pipeline.options
+        if initial_prompt:
+            pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
+        try:
+            raw = pipeline.transcribe(samples, batch_size=self.config.batch_size, language=lang)
+        finally:
+            pipeline.options = saved_options
+        segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
+        return Decoded(
+            segments=segments,
+            raw_segments=[dict(seg) for seg in segments],
+            language=lang,
+            language_probability=lang_prob,
+        )
+
+    # -- radio pipeline ----------------------------------------------------------------
+
+    def _run_radio(
+        self, samples: np.ndarray, language: str | None, prompt: str | None, options: RadioOptions
+    ) -> Decoded:
+        """Condition the audio, find speech, decode with no-speech scores, then filter."""
+        audio, info = radio.prepare_audio(samples, options)
+        chunks, speech_seconds = speech_chunks(
+            self._pipeline.vad_model,
+            audio,
+            options.vad_pad_seconds,
+            onset=self.config.vad_onset,
+            offset=self.config.vad_offset,
+            lock=self._vad_lock,
+        )
+        info["speech_seconds"] = round(speech_seconds, 3)
+        lang, lang_prob, lang_note = self._radio_language(audio, chunks, language, speech_seconds, options)
+        raw_segments = self._decode_chunks(audio, chunks, lang, prompt, options) if chunks else []
+        cleaned = radio.clean(raw_segments, options, prompt=prompt)
+        return Decoded(
+            segments=cleaned.segments,
+            raw_segments=raw_segments,
+            language=lang,
+            language_probability=lang_prob,
+            removed=cleaned.removed,
+            filters=cleaned.steps,
+            preprocessing=info,
+            language_note=lang_note,
+        )
+
+    def _radio_language(
+        self,
+        audio: np.ndarray,
+        chunks: list[dict[str, float]],
+        language: str | None,
+        speech_seconds: float,
+        options: RadioOptions,
+    ) -> tuple[str, float | None, str | None]:
+        """Fixed language, or detection on the speech only with a short-call fallback."""
+        import numpy as np
+
+        fixed = self._fixed_language(language)
+        if fixed is not None:
+            return fixed, None, None
+        detected = probability = None
+        if chunks and speech_seconds >= options.language_min_seconds:
+            speech = np.concatenate(
+                [audio[int(c["start"] * SAMPLE_RATE) : int(c["end"] * SAMPLE_RATE)] for c in chunks]
+            )
+            detected, probability = self._detect_language(speech)
+        lang, note = radio.choose_language(detected, probability, speech_seconds, options)
+        lang = self._fixed_language(lang) or "en"  # validates the fallback code
+        return lang, (probability if note is None else None), note
+
+    def _tokenizer(self, language: str) -> Any:
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            tokenizer = decode.make_tokenizer(self._pipeline.model, language)
+            self._tokenizers[language] = tokenizer
+        return tokenizer
+
+    def _decode_chunks(
+        self,
+        audio: np.ndarray,
+        chunks: list[dict[str, float]],
+        language: str,
+        prompt: str | None,
+        options: RadioOptions,
+    ) -> list[dict[str, Any]]:
+        """Decode each window with ctranslate2 directly, keeping ``no_speech_prob`` (see ``decode``).
+
+        With cross-call batching the windows go to the shared inference thread and may ride with
+        other calls' windows; otherwise they are decoded here in groups of ``batch_size``.
+        """
+        model = self._pipeline.model
+        tokenizer = self._tokenizer(language)
+        prompt_ids = decode.prompt_ids(model, tokenizer, prompt)
+        features = decode.chunk_features(model, audio, chunks)
+        batcher = self._batches.get(self.config)
+        if batcher is not None:
+            key = (language, tuple(prompt_ids), options.beam_size, options.suppress_blank)
+            decoded = batcher.run(key, features)
+        else:
+            batch = max(1, self.config.batch_size)
+            decoded = []
+            for first in range(0, len(features), batch):
+                decoded += decode.generate(
+                    model,
+                    features[first : first + batch],
+                    prompt_ids,
+                    tokenizer,
+                    options.beam_size,
+                    options.suppress_blank,
+                )
+        return decode.to_segments(
+            chunks,
+            features,
+            decoded,
+            options,
+            lambda feature, first: self._fallback(feature, prompt_ids, tokenizer, options, first),
+        )
+
+    def _fallback(
+        self,
+        feature: Any,
+        prompt_ids: list[int],
+        tokenizer: Any,
+        options: RadioOptions,
+        first: tuple[str, float, float],
+    ) -> tuple[str, float, float]:
+        """Temperature fallback for one window (a method, so tests can watch it run)."""
+        return decode.fallback(self._pipeline.model, feature, prompt_ids, tokenizer, options, first)
+
+    # -- cross-call batching ------------------------------------------------------------
+
+    def _run_batch(self, key: tuple, features: Sequence[Any]) -> list[decode.WindowDecode]:
+        """One model pass over chunks from any number of calls that share ``key``."""
+        language, prompt_ids, beam_size, suppress_blank = key
+        return decode.generate(
+            self._pipeline.model,
+            list(features),
+            list(prompt_ids),
+            self._tokenizer(language),
+            beam_size,
+            suppress_blank,
+        )
+
+    @property
+    def batch_stats(self) -> dict[str, Any]:
+        return self._batches.stats()
+
+    def close(self) -> None:
+        """Drop the model and align models and return their memory (GPU included)."""
+        self._batches.close()
+        with self._lock:
+            self._pipeline = None
+            self._aligner.clear()
+        gc.collect()
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()

@@ -1,0 +1,56 @@
+"""Speech regions for the radio pipeline: whisperx's pyannote VAD, merged into padded windows.
+
+The radio path decodes windows itself (to keep ``no_speech_prob``), so it needs the VAD regions
+that whisperx's pipeline computes internally; this module reproduces that step with whisperx's
+own public VAD classes, so ``vad_onset``/``vad_offset`` mean the same thing in both modes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rdio_tasks.asr.config import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["WINDOW_SECONDS", "speech_chunks"]
+
+WINDOW_SECONDS = 30.0  # Whisper's input window
+
+
+def speech_chunks(
+    vad: Any,
+    audio: np.ndarray,
+    pad: float,
+    *,
+    onset: float,
+    offset: float,
+    lock: threading.Lock,
+) -> tuple[list[dict[str, float]], float]:
+    """VAD regions merged into <= 30 s windows and padded, plus the seconds of speech.
+
+    Same VAD and merge as whisperx's pipeline (pyannote scores, Binarize with
+    the configured onset/offset), so ``vad_onset``/``vad_offset`` mean the same
+    thing in both modes. Each window keeps its unpadded speech bounds for the
+    segment timestamps and decodes ``pad`` seconds either side (capped so a
+    window never exceeds Whisper's 30 s), because the VAD cuts weak onsets.
+    ``lock`` serialises the pyannote model, which is not thread-safe.
+    """
+    from whisperx.vads import Pyannote, Vad
+
+    vad_cls = type(vad) if isinstance(vad, Vad) else Pyannote
+    with lock:
+        scores = vad({"waveform": vad_cls.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
+    max_window = WINDOW_SECONDS - 2 * pad
+    merged = vad_cls.merge_chunks(scores, max_window, onset=onset, offset=offset)
+    duration = audio.shape[0] / SAMPLE_RATE
+    chunks: list[dict[str, float]] = []
+    speech = 0.0
+    for item in merged:
+        speech += sum(end - start for start, end in item["segments"])
+        lo = max(0.0, item["start"] - pad, chunks[-1]["to"] if chunks else 0.0)
+        hi = min(duration, item["end"] + pad)
+        chunks.append({"start": item["start"], "end": item["end"], "from": lo, "to": hi})
+    return chunks, speech
