@@ -9,12 +9,14 @@ from rdio_core.settings import load_settings
 _settings = load_settings()
 _tx = _settings.transcription
 
-# Where tasks travel. The embedded system (`rdio-api up`) sets RDIO_BROKER_URL to its own Redis.
-broker_url = _settings.broker_url or "redis://127.0.0.1:6379/0"
-# Results live in the database; the backend only lets Flower and `AsyncResult` show task outcomes.
-result_backend = broker_url
-# Task results in Redis are a convenience copy: expire them after a day.
-result_expires = 24 * 3600
+# Where tasks travel, and never a guess: a localhost default would publish calls into whatever Redis
+# answers on 127.0.0.1:6379 (on a shared host, someone else's). The embedded system (`rdio-api up`)
+# sets RDIO_BROKER_URL to its own Redis; with none, `rdio-api serve` publishes nothing (jobs wait as
+# `pending`) and a worker refuses to start (rdio_tasks.celery_app).
+broker_url = _settings.broker_url
+# No result backend: results live in the database and Flower shows outcomes from task events. A Redis
+# backend made every publish with the broker down spend ~19 s in its reconnect loop (0.004 s without).
+task_ignore_result = True
 
 # Ack after the task finishes, so a worker that dies mid-call leaves the message to be redelivered.
 task_acks_late = True
@@ -65,7 +67,6 @@ task_routes = {"rdio_tasks.transcribe_call": {"queue": "gpu"}}
 task_default_queue = "gpu"
 
 task_serializer = "json"
-result_serializer = "json"
 accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True

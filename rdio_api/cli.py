@@ -70,6 +70,8 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_tasks.celery_app import app
     from rdio_tasks.dispatch import Dispatcher
 
+    if not settings.broker_url:
+        return _no_broker("sweep")
     engine = db.make_engine(settings.resolved_database_url)
     db.upgrade(engine)
     dispatcher = Dispatcher(settings, db.make_session_factory(engine), app)
@@ -89,8 +91,18 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"rdio-api: {exc}", file=sys.stderr)
         return 2
+    if not settings.broker_url:
+        return _no_broker("flower")
     os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "rdio_tasks", *argv])
     return 0  # not reached
+
+
+def _no_broker(name: str) -> int:
+    """The broker is never guessed (a default would reach whatever Redis runs on localhost)."""
+    from rdio_tasks.celery_app import NO_BROKER
+
+    print(f"rdio-api {name}: {NO_BROKER}", file=sys.stderr)
+    return 2
 
 
 def _port(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge, Histogram
 from sqlalchemy import select
@@ -10,6 +12,11 @@ from sqlalchemy import select
 from rdio_api.state import AppState
 from rdio_core.models import JobStatus, TranscriptionJob
 from rdio_tasks import jobs
+
+if TYPE_CHECKING:
+    from rdio_tasks.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
 
 JOBS = Gauge("rdio_transcription_jobs", "Transcription jobs by status", ["status"])
 QUEUE_DEPTH = Gauge("rdio_transcription_queue_depth", "Messages waiting or reserved in the gpu queue")
@@ -28,6 +35,16 @@ REAL_TIME_FACTOR = Histogram(
 def install(state: AppState) -> Callable[[], None] | None:
     if not state.settings.transcription.enabled:
         return None
+    if not state.settings.broker_url:
+        # Never a guessed broker: publishing to "whatever Redis answers on 127.0.0.1:6379" handed
+        # calls to someone else's queue on a shared host. Jobs are still created, as `pending`.
+        log.warning(
+            "transcription: broker_url is not set, so no job is published: jobs stay pending until "
+            "a system with a broker publishes them (`rdio-api sweep`); `rdio-api up` runs one embedded"
+        )
+        state.extras["broker_probe"] = lambda: "not configured"
+        state.extras["metrics_refresh"] = _refresher(state, None)
+        return None
     from rdio_tasks.celery_app import app as celery_app
     from rdio_tasks.dispatch import Dispatcher
 
@@ -36,6 +53,12 @@ def install(state: AppState) -> Callable[[], None] | None:
     state.writer.on_jobs_committed = dispatcher.publish_later
     state.extras["dispatcher"] = dispatcher
     state.extras["broker_probe"] = dispatcher.broker_probe
+    state.extras["metrics_refresh"] = _refresher(state, dispatcher)
+    return dispatcher.stop
+
+
+def _refresher(state: AppState, dispatcher: Dispatcher | None) -> Callable[[], None]:
+    """The /metrics refresh: job gauges from the database, queue depth from the broker if any."""
     last_seen = {"id": 0}
 
     def refresh() -> None:
@@ -55,9 +78,8 @@ def install(state: AppState) -> Callable[[], None] | None:
                 PROCESSING_SECONDS.observe(ms / 1000)
             if rtf is not None:
                 REAL_TIME_FACTOR.observe(rtf)
-        depth = dispatcher.broker_depth()
+        depth = dispatcher.broker_depth() if dispatcher is not None else None
         if depth is not None:
             QUEUE_DEPTH.set(depth)
 
-    state.extras["metrics_refresh"] = refresh
-    return dispatcher.stop
+    return refresh

@@ -4,10 +4,25 @@ Importing this module is cheap (no torch, no CUDA): the API imports it to publis
 worker's parent process imports it before forking children that load the model.
 """
 
-from celery import Celery
+from typing import Any
+
+from celery import Celery, signals
+
+NO_BROKER = (
+    "broker_url is not set (RDIO_BROKER_URL or broker_url in the config); "
+    "`rdio-api up` runs an embedded Redis and sets it"
+)
 
 app = Celery("rdio_tasks", include=["rdio_tasks.tasks"])
 app.config_from_object("celeryconfig")
+
+
+@signals.celeryd_init.connect
+def _refuse_without_broker(**_: Any) -> None:
+    """A worker with no broker_url would connect to Celery's default (AMQP on localhost) or, before,
+    to any Redis on 127.0.0.1:6379 and run other people's tasks: stop with one line instead."""
+    if not app.conf.broker_url:
+        raise SystemExit(f"rdio-api worker: refusing to start: {NO_BROKER}")
 
 
 def worker_argv(name: str, *extra: str) -> list[str]:

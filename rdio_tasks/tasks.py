@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,11 +16,15 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from rdio_core.models import JobStatus
 from rdio_tasks import jobs
+from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context
-from rdio_tasks.errors import PermanentError
+from rdio_tasks.errors import AudioTooLongError, PermanentError
 
 log = logging.getLogger(__name__)
+
+#: The rate Whisper models take (and ``decode_audio``'s default).
+SAMPLE_RATE = 16000
 
 
 class TransientError(Exception):
@@ -53,8 +59,6 @@ def engine_config(ctx: WorkerContext, model: str | None = None, language: str | 
 
 def call_radio_options(engine, resolved):  # type: ignore[no-untyped-def]
     """The engine's radio options with this call's word replacements (None: plain mode)."""
-    import dataclasses
-
     base = engine.config.radio
     if base is None:
         return None
@@ -82,17 +86,35 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, f"audio file missing: {call.audio_path}")
         return Outcome("failed")
     try:
+        decode_started = time.perf_counter()
+        samples = decode_audio(path, SAMPLE_RATE, max_seconds=tx.max_audio_seconds)
+        decode_ms = (time.perf_counter() - decode_started) * 1000
+        seconds = samples.size / SAMPLE_RATE
+        if seconds < tx.min_audio_seconds:  # skipped before any model time is spent
+            reason = f"audio too short: {seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
+            jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
+            return Outcome("skipped", {"reason": reason})
         from rdio_tasks.asr import get_engine
 
         resolved = tx.resolve(call.system_id, call.talkgroup)
         language = job.language or resolved.language
         engine = get_engine(engine_config(ctx, job.model or resolved.model, language))
         result = engine.transcribe(
-            path,
+            samples,
             language=language,
             initial_prompt=resolved.initial_prompt,
             radio=call_radio_options(engine, resolved),
         )
+    except AudioTooLongError as exc:
+        # The API skips a call whose header says it is too long; one whose header says nothing
+        # (FLAC total_samples=0, a WAV with a bogus size) is caught here, decoded only to the limit.
+        reason = (
+            f"audio too long: {exc.decoded_seconds:.1f}s decoded > max_audio_seconds "
+            f"{tx.max_audio_seconds} (decoding stopped there)"
+        )
+        log.warning("job %s call %s skipped: %s", job_id, call.id, reason)
+        jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
+        return Outcome("skipped", {"reason": reason})
     except PermanentError as exc:
         log.warning("job %s call %s failed: %s", job_id, call.id, exc)
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, str(exc))
@@ -106,10 +128,13 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         jobs.release(ctx.factory, job_id, worker, f"{type(exc).__name__}: {exc}")
         raise TransientError(f"{type(exc).__name__}: {exc}") from exc
 
-    if result.audio_seconds < tx.min_audio_seconds:
-        reason = f"audio too short: {result.audio_seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
-        jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
-        return Outcome("skipped", {"reason": reason})
+    # The engine timed the model only (it got samples, not a path): count the decode too.
+    processing_ms = round(result.processing_ms + decode_ms, 1)
+    result = dataclasses.replace(
+        result,
+        processing_ms=processing_ms,
+        real_time_factor=round(processing_ms / 1000 / max(result.audio_seconds, 1e-3), 4),
+    )
     values = {
         "text": result.text,
         "segments": result.to_dict().get("segments"),

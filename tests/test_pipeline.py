@@ -235,7 +235,7 @@ def test_queue_status_and_metrics(stack, db_engine):
     assert status["broker_queue_depth"] == waiting + client.hlen("unacked")
     assert status["active_workers"] == 1
     assert status["mean_processing_ms_last_hour"] > 0 and status["mean_real_time_factor_last_hour"] > 0
-    metrics = httpx.get(f"{stack.server.url}/metrics").text
+    metrics = httpx.get(f"{stack.server.url}/metrics", headers={"X-API-Key": READER}).text
     assert f'rdio_transcription_jobs{{status="completed"}} {float(counts[JobStatus.COMPLETED])}' in metrics
     assert "rdio_transcription_processing_seconds_count" in metrics
     assert 'rdio_uploads_total{result="accepted"}' in metrics
