@@ -9,17 +9,37 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rdio_core.bounds import MAX_ID, OutOfRange, naive_utc
+
+# trunk-recorder's meta is a flat object with lists of flat objects (srcList, freqList): depth 3.
+MAX_JSON_DEPTH = 8
+
 
 class IncompleteCall(Exception):
-    """A required field is missing; message is Rdio Scanner's wording."""
+    """A required field is missing or unreadable; message is Rdio Scanner's wording (clients
+    match its start), followed by why when a value was sent but refused."""
 
-    def __init__(self, what: str) -> None:
-        super().__init__(f"Incomplete call data: no {what}")
-        self.message = f"Incomplete call data: no {what}"
+    def __init__(self, what: str, why: str | None = None) -> None:
+        self.message = f"Incomplete call data: no {what}" + (f" ({why})" if why else "")
+        super().__init__(self.message)
+
+
+_BAD_NUMBER = f"not a whole number from 1 to {MAX_ID}"
+_BAD_TIME = "not a time from 1970-01-02 to 2100-01-01 UTC"
+# Stored in their own columns (sources, frequencies): kept out of the stored meta so a long call's
+# srcList is not written twice (issue 13: 900 KB meta per call, stored twice).
+_META_COPIED = ("srcList", "freqList")
+
+
+def _required(value: Any, parsed: Any, what: str, why: str) -> Any:
+    if parsed is None:
+        raise IncompleteCall(what, why if _text(value) is not None else None)
+    return parsed
 
 
 @dataclass
@@ -54,51 +74,81 @@ def _text(value: Any, limit: int = 200) -> str | None:
     return text[:limit]
 
 
-def _int(value: Any) -> int | None:
-    """A positive integer, or None for empty/0/garbage (unknown)."""
+# ASCII digits only, optionally with a decimal part (trunk-recorder's JSON may carry 851012500.0).
+# Python's int() also takes "1_000", "١٢٣" and "1e300" (via float), which no radio client sends.
+_NUMBER = re.compile(r"[0-9]{1,25}(?:\.[0-9]{1,25})?")
+
+
+def parse_id(value: Any) -> int | None:
+    """A positive integer that fits a 63-bit column, or None for empty/0/garbage/out of range."""
     if value is None or isinstance(value, bool):
         return None
-    try:
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                return None
-            number = float(value) if any(c in value for c in ".eE") else int(value)
-        else:
-            number = value
-        if isinstance(number, float):
-            if not math.isfinite(number):
-                return None
-            number = int(number)
-    except (TypeError, ValueError):
-        return None
-    return number if number > 0 else None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = int(value)
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip()
+        if not _NUMBER.fullmatch(text):
+            return None
+        number = int(text.partition(".")[0])
+    return number if 0 < number <= MAX_ID else None
 
 
 def _datetime(value: Any, *, millis: bool = False) -> datetime | None:
+    """A naive-UTC time in the range of rdio_core.bounds, or None."""
     if value is None:
         return None
     text = str(value).strip()
     if not text or text == "0":
         return None
-    try:
+    if _NUMBER.fullmatch(text):
         seconds = float(text)
-    except ValueError:
+        if millis or seconds > 1e11:  # a 13-digit value is milliseconds whatever the field name
+            seconds /= 1000.0
+        if not 0 < seconds < 1e11:
+            return None
+        parsed = datetime.fromtimestamp(seconds, UTC)
+    else:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC).replace(tzinfo=None)
-    if not math.isfinite(seconds) or seconds <= 0:
-        return None
-    if millis or seconds > 1e11:  # a 13-digit value is milliseconds whatever the field name
-        seconds /= 1000.0
     try:
-        return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-    except (OverflowError, OSError, ValueError):
+        return naive_utc(parsed)
+    except OutOfRange:
         return None
+
+
+def strict_json(text: str) -> Any:
+    """json.loads without NaN/Infinity (not JSON; PostgreSQL's json type refuses them) and with
+    nesting bounded by MAX_JSON_DEPTH. Raises ValueError."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        loaded = json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if _depth(loaded) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return loaded
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists/dicts, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in node if isinstance(child, dict | list))
+    return deepest
 
 
 def _json_list(value: Any, name: str, ignored: dict[str, str]) -> list[Any] | None:
@@ -110,12 +160,13 @@ def _json_list(value: Any, name: str, ignored: dict[str, str]) -> list[Any] | No
     if not text:
         return None
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
+        parsed = strict_json(text)
+    except ValueError:
         # Some clients send "101,102" rather than JSON.
         items = [p.strip() for p in text.strip("[]").split(",") if p.strip()]
-        if items and all(p.lstrip("-").isdigit() for p in items):
-            return [int(p) for p in items]
+        numbers = [parse_id(p) for p in items]
+        if items and all(n is not None for n in numbers):
+            return numbers
         ignored[name] = text[:200]
         return None
     if isinstance(parsed, list):
@@ -128,34 +179,32 @@ def _int_list(value: Any, name: str, ignored: dict[str, str]) -> list[int] | Non
     items = _json_list(value, name, ignored)
     if items is None:
         return None
-    out = [n for n in (_int(v) for v in items) if n is not None]
+    out = [n for n in (parse_id(v) for v in items) if n is not None]
     return out or None
 
 
 def from_rdio_fields(fields: dict[str, str]) -> CallData:
     """Build a CallData from Rdio Scanner / SDRTrunk field names."""
     ignored: dict[str, str] = {}
+    raw_time = fields.get("dateTime") or fields.get("timestamp")
     date_time = _datetime(fields.get("dateTime")) or _datetime(fields.get("timestamp"), millis=True)
-    system = _int(fields.get("system") or fields.get("systemId"))
-    talkgroup = _int(fields.get("talkgroup") or fields.get("talkgroupId"))
-    if date_time is None:
-        raise IncompleteCall("dateTime")
-    if system is None:
-        raise IncompleteCall("system")
-    if talkgroup is None:
-        raise IncompleteCall("talkgroup")
+    raw_system = fields.get("system") or fields.get("systemId")
+    raw_talkgroup = fields.get("talkgroup") or fields.get("talkgroupId")
+    date_time = _required(raw_time, date_time, "dateTime", _BAD_TIME)
+    system = _required(raw_system, parse_id(raw_system), "system", _BAD_NUMBER)
+    talkgroup = _required(raw_talkgroup, parse_id(raw_talkgroup), "talkgroup", _BAD_NUMBER)
     frequencies = _json_list(fields.get("frequencies"), "frequencies", ignored)
     sources = _json_list(fields.get("sources"), "sources", ignored)
-    source = _int(fields.get("source"))
+    source = parse_id(fields.get("source"))
     if source is None and sources:
         first = sources[0]
-        source = _int(first.get("src") if isinstance(first, dict) else first)
+        source = parse_id(first.get("src") if isinstance(first, dict) else first)
     return CallData(
         system=system,
         talkgroup=talkgroup,
         date_time=date_time,
         source=source,
-        frequency=_int(fields.get("frequency")),
+        frequency=parse_id(fields.get("frequency")),
         frequencies=frequencies,
         sources=sources,
         patches=_int_list(fields.get("patches") or fields.get("patched_talkgroups"), "patches", ignored),
@@ -178,11 +227,11 @@ def from_trunk_recorder(fields: dict[str, str]) -> CallData:
     meta: dict[str, Any] = {}
     if raw is not None and raw.strip():
         try:
-            loaded = json.loads(raw)
-        except json.JSONDecodeError:
-            raise IncompleteCall("meta (invalid JSON)") from None
+            loaded = strict_json(raw)
+        except ValueError as exc:
+            raise IncompleteCall("meta", f"invalid JSON: {exc}") from None
         if not isinstance(loaded, dict):
-            raise IncompleteCall("meta (expected a JSON object)")
+            raise IncompleteCall("meta", "expected a JSON object")
         meta = loaded
     merged: dict[str, Any] = {
         "system": fields.get("system") or fields.get("systemId") or meta.get("system"),
@@ -201,5 +250,5 @@ def from_trunk_recorder(fields: dict[str, str]) -> CallData:
     }
     as_text = {k: (json.dumps(v) if isinstance(v, list) else v) for k, v in merged.items() if v is not None}
     call = from_rdio_fields({k: str(v) for k, v in as_text.items()})
-    call.meta = meta or None
+    call.meta = {k: v for k, v in meta.items() if k not in _META_COPIED} or None
     return call

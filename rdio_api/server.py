@@ -11,10 +11,12 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from rdio_api import hypercorn_compat
 from rdio_api.app import create_app
 from rdio_core.settings import Settings
 
@@ -27,7 +29,13 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> Config:
     config.graceful_timeout = settings.server.graceful_timeout_seconds
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75  # SDRTrunk reuses connections between calls
+    # Idle keep-alive and the deadline for a request's headers: Hypercorn times both from when the
+    # connection goes idle. Body progress is bounded by the upload reader (body_timeout_seconds).
+    config.keep_alive_timeout = settings.server.keep_alive_seconds
+    # Body events (up to 64 KiB each) Hypercorn reads ahead of the app per request. The default 10
+    # let 200 clients that pour in data and stall pin ~128 MB while the app catches up; 4 bounds
+    # it at ~50 MB with no change to upload latency (bench/stalled.py).
+    config.max_app_queue_size = 4
     if settings.tls.cert and settings.tls.key:
         config.certfile = str(settings.tls.cert)
         config.keyfile = str(settings.tls.key)
@@ -45,16 +53,48 @@ async def serve_forever(settings: Settings, host: str, port: int, stop: asyncio.
     config = hypercorn_config(settings, host, port)
     scheme = "https" if config.ssl_enabled else "http"
     log.info("rdio-api listening on %s://%s:%s", scheme, host, port)
-    await serve(create_app(settings), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    hypercorn_compat.install()
+    app = create_app(settings)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        # Open event streams would otherwise hold the graceful timeout: end them first.
+        state = getattr(app.state, "rdio", None)
+        if state is not None and state.events is not None:
+            await state.events.close()
+
+    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+def _bound_heap_retention() -> None:
+    """Give 64 KiB receive buffers back to the OS when freed (glibc only; elsewhere a no-op).
+
+    Request bodies arrive as ~64 KiB bytes objects, just under glibc's dynamic mmap threshold, so
+    a burst leaves the heap at its high-water mark: after 200 stalled clients had sent 1 MB each the
+    server kept +40-51 MB of RSS; with the threshold fixed at 64 KiB it kept +16 MB (bench/stalled.py).
+    """
+    import ctypes
+    import ctypes.util
+
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name or not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(libc_name).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_mmap_threshold = -3
+    mallopt(m_mmap_threshold, 64 * 1024)
 
 
 def run(settings: Settings, host: str, port: int) -> None:
+    _bound_heap_retention()
     if os.environ.get("RDIO_LOOP", "uvloop") == "uvloop":
         try:
             import uvloop
         except ImportError:  # optional: not on Windows
-            uvloop = None
-        if uvloop is not None:
+            pass
+        else:
             uvloop.run(serve_forever(settings, host, port))
             return
     asyncio.run(serve_forever(settings, host, port))

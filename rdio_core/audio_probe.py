@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 from mutagen import MutagenError
 from mutagen.aac import AAC
@@ -75,6 +76,11 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
+# Containers whose header states the sample count exactly (WAV: the data chunk's size). FLAC's
+# total_samples may legitimately be 0 ("unknown"), so its length is checked by the worker after
+# decoding instead; MP3/AAC lengths are estimates.
+_EXACT_LENGTH = frozenset({"wav"})
+
 _PARSERS = {
     "mp3": MP3,
     "m4a": MP4,
@@ -86,18 +92,36 @@ _PARSERS = {
 }
 
 
-def probe(data: bytes) -> AudioInfo:
-    """Identify ``data`` and read its duration; raise NotAudioError for anything else."""
-    if not data:
+def probe(source: bytes | Path) -> AudioInfo:
+    """Identify the audio in ``source`` (bytes or a file) and read its duration.
+
+    Raises NotAudioError for anything else, and for a container that says it holds no samples
+    (a 44-byte WAV header with an empty data chunk used to be accepted as a call)."""
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            head = fh.read(128)
+    else:
+        head = source[:128]
+    if not head:
         raise NotAudioError("empty audio")
-    kind = sniff(data)
+    kind = sniff(head)
     if kind is None:
         raise NotAudioError("unrecognised audio format (expected MP3, M4A/AAC, WAV, FLAC, OGG/Opus)")
     try:
-        parsed = _PARSERS[kind](io.BytesIO(data))
-    except (MutagenError, ValueError, EOFError, IndexError, KeyError, ZeroDivisionError) as exc:
+        parsed = _PARSERS[kind](source if isinstance(source, Path) else io.BytesIO(source))
+    except (
+        MutagenError,
+        ValueError,
+        EOFError,
+        IndexError,
+        KeyError,
+        ZeroDivisionError,
+        OverflowError,
+    ) as exc:
         raise NotAudioError(f"corrupt {kind} audio: {exc}") from None
     length = getattr(parsed.info, "length", None)
+    if kind in _EXACT_LENGTH and not length:
+        raise NotAudioError(f"{kind} audio with no samples")
     duration = round(float(length), 3) if length and length > 0 else None
     mime, ext = _MIME[kind]
     return AudioInfo(kind=kind, mime=mime, extension=ext, duration_seconds=duration)

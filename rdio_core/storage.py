@@ -1,16 +1,55 @@
 """Durable audio storage on a local (or shared) directory.
 
-A file is written to a temporary name in its final directory, fsynced, renamed into place and the
-directory fsynced, so after the API answers 200 the audio survives a crash or power cut. Names are
-made by the server: a client filename or path never reaches the filesystem.
+An upload's audio is streamed into ``root/.incoming/`` as it arrives (never held in memory: a 50 MB
+part held per connection let ten stalled clients raise the API's RSS by 440 MB). Once the call is
+accepted the file is fsynced, renamed into ``YYYY/MM/DD/<system>/<talkgroup>/`` (same filesystem,
+so the rename is atomic) and the directory fsynced, so after the API answers 200 the audio survives
+a crash or power cut. Names are made by the server: a client filename or path never reaches the
+filesystem.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+
+INCOMING = ".incoming"
+TMP_SUFFIX = ".tmp"
+
+
+class SpooledAudio:
+    """An upload's audio part on its way to disk: written as it arrives, hashed on the way."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._file = open(path, "xb")  # noqa: SIM115 - closed in close()/discard()
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Flush and fsync: after this the bytes are on disk (the rename makes them visible)."""
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 class AudioStore:
@@ -19,7 +58,8 @@ class AudioStore:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._known_dirs: set[Path] = set()
+        self.incoming_dir = self.root / INCOMING
+        self.incoming_dir.mkdir(exist_ok=True)
 
     def relative_path(self, when: datetime, system: int, talkgroup: int, extension: str) -> str:
         stamp = when.strftime("%Y%m%d_%H%M%S")
@@ -33,37 +73,60 @@ class AudioStore:
             raise ValueError(f"audio path escapes the audio directory: {relative!r}")
         return path
 
-    def _ensure_dir(self, directory: Path) -> None:
-        if directory in self._known_dirs:
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        self._known_dirs.add(directory)
+    def spool(self) -> SpooledAudio:
+        """A new temp file for an arriving audio part (removed by discard() or the orphan sweep)."""
+        self.incoming_dir.mkdir(exist_ok=True)
+        return SpooledAudio(self.incoming_dir / f"{secrets.token_hex(12)}{TMP_SUFFIX}")
 
-    def write(self, relative: str, data: bytes) -> Path:
-        """Write ``data`` durably at ``relative`` and return the absolute path."""
+    def commit(self, spooled: SpooledAudio, relative: str) -> Path:
+        """fsync the spooled file, rename it to ``relative`` and fsync the directory."""
+        spooled.close()
         final = self.absolute(relative)
-        directory = final.parent
-        self._ensure_dir(directory)
-        tmp = directory / f".{final.name}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(tmp, final)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # A concurrent prune may remove a directory between mkdir and rename: try once more.
+        for attempt in range(2):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(spooled.path, final)
+                break
+            except FileNotFoundError:
+                if attempt or not spooled.path.exists():
+                    raise
+        _fsync_dir(final.parent)
         return final
 
+    def write(self, relative: str, data: bytes) -> Path:
+        """Write ``data`` durably at ``relative`` (tests and tools; uploads use spool/commit)."""
+        spooled = self.spool()
+        try:
+            spooled.write(data)
+            return self.commit(spooled, relative)
+        except BaseException:
+            spooled.discard()
+            raise
+
     def remove(self, relative: str) -> None:
-        self.absolute(relative).unlink(missing_ok=True)
+        """Delete a stored file and the directories it leaves empty (up to the root)."""
+        path = self.absolute(relative)
+        path.unlink(missing_ok=True)
+        self.prune_empty(path.parent)
+
+    def prune_empty(self, directory: Path) -> int:
+        """Remove ``directory`` and its parents while empty, never the root; return how many."""
+        removed = 0
+        directory = directory.resolve()
+        while directory != self.root and directory.is_relative_to(self.root):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or already gone): stop climbing
+                break
+            removed += 1
+            directory = directory.parent
+        return removed
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

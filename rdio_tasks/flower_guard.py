@@ -63,15 +63,19 @@ def flower_argv(settings: Settings, host: str | None, port: int | None, no_auth:
 def guard_plain_celery_flower(argv: list[str]) -> None:
     """Called when ``celery -A rdio_tasks flower`` starts: enforce auth from settings via FLOWER_*."""
     program = argv[0] if argv else ""
-    if "celery" not in program or "flower" not in argv[1:] or any(a.startswith("--basic_auth") for a in argv):
+    if "celery" not in program or "flower" not in argv[1:]:
         return
     from rdio_core.settings import load_settings
+    from rdio_tasks.celery_app import NO_BROKER
 
     settings = load_settings()
-    no_auth = os.environ.get("RDIO_FLOWER_NO_AUTH", "") in ("1", "true", "yes")
-    try:
-        options = flower_options(settings, os.environ.get("FLOWER_ADDRESS"), None, no_auth)
-    except ValueError as exc:
-        raise SystemExit(f"rdio-api: {exc}") from None
-    for key, value in options.items():
-        os.environ.setdefault(key, value)
+    if not any(a.startswith("--basic_auth") for a in argv):
+        no_auth = os.environ.get("RDIO_FLOWER_NO_AUTH", "") in ("1", "true", "yes")
+        try:
+            options = flower_options(settings, os.environ.get("FLOWER_ADDRESS"), None, no_auth)
+        except ValueError as exc:
+            raise SystemExit(f"rdio-api: {exc}") from None
+        for key, value in options.items():
+            os.environ.setdefault(key, value)
+    if not settings.broker_url:  # Celery's own default would be AMQP on localhost: a guess
+        raise SystemExit(f"rdio-api flower: {NO_BROKER}")

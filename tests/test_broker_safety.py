@@ -17,11 +17,11 @@ import psutil
 import pytest
 import yaml
 
+from rdio_core import jobs
 from rdio_core.db import make_session_factory, upgrade
 from rdio_core.embedded_redis import EmbeddedRedis
 from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
 from rdio_core.settings import Settings
-from rdio_tasks import jobs
 from rdio_tasks.celery_app import app
 from rdio_tasks.dispatch import Dispatcher
 from tests.conftest import ADMIN_KEY, READ_KEY, base_config
@@ -177,3 +177,17 @@ def test_broker_commands_refuse_without_broker(tmp_path, command):
         timeout=60,
     )
     assert out.returncode == 2 and f"rdio-api {command[0]}: broker_url is not set" in out.stderr, out
+
+
+def test_plain_celery_flower_refuses_without_broker(tmp_path):
+    """``celery -A rdio_tasks flower`` (not through rdio-api) would fall back to AMQP on localhost."""
+    env = {**clean_env(tmp_path), "RDIO_FLOWER__USER": "u", "RDIO_FLOWER__PASSWORD": "p"}
+    out = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "rdio_tasks", "flower"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0 and "rdio-api flower: broker_url is not set" in out.stderr, out.stderr

@@ -65,7 +65,8 @@ def test_list_filters_newest_first_and_cursor(server, seeded):
     none = get(server, "/api/calls", system=system, has_transcript="true").json()["calls"]
     assert none == []
     assert len(get(server, "/api/calls", system=system, has_transcript="false").json()["calls"]) == 5
-    assert get(server, "/api/calls", cursor="%%%").status_code == 400
+    assert get(server, "/api/calls", cursor="%%%").status_code == 422  # not base64url at all
+    assert get(server, "/api/calls", cursor="bm9wZQ").status_code == 400  # base64 of "nope"
 
 
 def test_call_detail_has_every_field(server, seeded):
@@ -93,6 +94,9 @@ def test_call_detail_has_every_field(server, seeded):
     ):
         assert field in call
     assert call["system"] == system and call["talkgroup"] == 100 and call["source"] == 1
+    assert {"meta", "sources", "frequencies"} <= call.keys()  # the large fields: here, not in lists
+    (listed,) = [c for c in get(server, "/api/calls", system=system).json()["calls"] if c["id"] == ids[0]]
+    assert listed == {k: v for k, v in call.items() if k not in ("meta", "sources", "frequencies")}
     assert call["date_time"].endswith("+00:00")
     assert get(server, "/api/calls/999999999").status_code == 404
 
@@ -129,9 +133,10 @@ def test_health_ready_docs(server):
     assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/ready").json()
     assert ready["checks"]["database"] == "ok"
-    spec = httpx.get(f"{server.url}/openapi.json").json()
+    spec = get(server, "/openapi.json").json()
     assert "/api/call-upload" in spec["paths"] and "/api/calls/{call_id}/audio" in spec["paths"]
-    assert httpx.get(f"{server.url}/docs").status_code == 200
+    assert get(server, "/docs").status_code == 200
+    assert get(server, "/docs", key=None).status_code == 401  # closed unless auth.public_docs
 
 
 def test_public_read(tmp_path, database_url):

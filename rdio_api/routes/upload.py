@@ -7,7 +7,6 @@ counts an upload only on 200 with ``Call imported successfully.`` in the body.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,13 +17,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from rdio_api import metrics
-from rdio_api.call_fields import CallData, IncompleteCall, from_rdio_fields, from_trunk_recorder
-from rdio_api.form import FormError, UploadForm, read_form
+from rdio_api.auth import has_scope
+from rdio_api.call_fields import CallData, IncompleteCall, from_rdio_fields, from_trunk_recorder, parse_id
+from rdio_api.form import Authenticate, FormError, UploadForm, read_form
 from rdio_api.ingest import CommitError, IngestItem, StoredAudio
 from rdio_api.state import AppState
+from rdio_api.upload_schema import CALL_UPLOAD_REQUEST, TRUNK_RECORDER_UPLOAD_REQUEST, UPLOAD_RESPONSES
 from rdio_core.audio_probe import NotAudioError, probe
-from rdio_core.settings import ApiKey
-from rdio_core.storage import AudioStore
+from rdio_core.settings import ApiKey, Settings
+from rdio_core.storage import AudioStore, SpooledAudio
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["upload"])
@@ -32,19 +33,20 @@ router = APIRouter(tags=["upload"])
 SUCCESS = "Call imported successfully."
 DUPLICATE = "duplicate call rejected"
 
-_UPLOAD_DOC = {
-    "description": "Rdio Scanner call upload (multipart/form-data). Answers are plain text.",
-    "responses": {
-        200: {"description": "Call imported successfully. (or: duplicate call rejected)"},
-        401: {"description": "Invalid API key"},
-        417: {"description": "Incomplete call data: no audio|dateTime|system|talkgroup"},
-    },
-}
-
 
 def _text(status: int, body: str, result: str, headers: dict[str, str] | None = None) -> Response:
     metrics.UPLOADS.labels(result=result).inc()
     return PlainTextResponse(body, status_code=status, headers=headers)
+
+
+# Metric label of each status a FormError can carry.
+_FORM_RESULT = {
+    400: "bad_request",
+    401: "unauthorized",
+    408: "timeout",
+    413: "too_large",
+    429: "rate_limited",
+}
 
 
 def _client_kind(request: Request, form: UploadForm, default: str) -> str:
@@ -56,15 +58,30 @@ def _client_kind(request: Request, form: UploadForm, default: str) -> str:
     return default
 
 
-def _store(store: AudioStore, call: CallData, data: bytes) -> StoredAudio:
-    """Sniff, measure, hash and durably write the audio (runs in a worker thread)."""
-    info = probe(data)
+def _authenticator(settings: Settings, client: str | None) -> Authenticate:
+    """The upload key check, run by the form reader the moment the ``key`` part ends."""
+
+    def authenticate(presented: str | None) -> ApiKey:
+        key = settings.find_key(presented)
+        if key is None or key.disabled or not has_scope(key, "upload"):
+            raise FormError(401, "Invalid API key")
+        if not key.allows_ip(client):
+            raise FormError(401, f"Invalid API key: not allowed from {client}")
+        return key
+
+    return authenticate
+
+
+def _store(store: AudioStore, call: CallData, audio: SpooledAudio) -> StoredAudio:
+    """Identify and measure the spooled audio, then move it durably into place (worker thread)."""
+    audio.close()  # flushed and fsynced before anything reads the file
+    info = probe(audio.path)
     relative = store.relative_path(call.date_time, call.system, call.talkgroup, info.extension)
-    store.write(relative, data)
+    store.commit(audio, relative)
     return StoredAudio(
         relative_path=relative,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size=len(data),
+        sha256=audio.sha256,
+        size=audio.size,
         mime=info.mime,
         duration_seconds=info.duration_seconds,
     )
@@ -76,30 +93,50 @@ async def _handle(
     state: AppState = request.app.state.rdio
     settings = state.settings
     started = time.perf_counter()
+    client = request.client.host if request.client else None
     try:
         form = await read_form(
             request.headers.get("content-type"),
             request.headers.get("content-length"),
             request.stream(),
-            settings.upload.max_upload_bytes,
+            limits=settings.upload,
+            store=state.store,
+            authenticate=_authenticator(settings, client),
+            budget=state.preauth,
+            client=client,
         )
     except FormError as exc:
-        return _text(exc.status, exc.message, "bad_request" if exc.status == 400 else "too_large")
+        # Answered before the body was read to its end: close the connection, or a client still
+        # writing its body (and Hypercorn, holding unread body events) would wait on each other.
+        headers = {**(exc.headers or {}), "Connection": "close"}
+        return _text(exc.status, exc.message, _FORM_RESULT.get(exc.status, "busy"), headers)
     except ClientDisconnect:
         # The client went away mid-body (the answer goes nowhere, but it is not a server error).
         return _text(400, "Invalid multipart body: the client disconnected before the end.", "bad_request")
+    try:
+        return await _accept(request, state, form, parse, default_kind, client, started)
+    finally:
+        form.discard()  # a no-op once the audio was committed
 
+
+async def _accept(
+    request: Request,
+    state: AppState,
+    form: UploadForm,
+    parse: Callable[[dict[str, str]], CallData],
+    default_kind: str,
+    client: str | None,
+    started: float,
+) -> Response:
+    settings = state.settings
     fields = form.fields
-    client = request.client.host if request.client else None
-    key: ApiKey | None = settings.find_key(fields.get("key"))
-    if key is None or key.disabled or not ({"upload", "admin"} & set(key.scopes)):
-        return _text(401, "Invalid API key", "unauthorized")
-    if not key.allows_ip(client):
-        return _text(401, f"Invalid API key: not allowed from {client}", "unauthorized")
+    key = form.key
+    assert key is not None  # read_form authenticates or raises
 
     if fields.get("test", "").strip() not in ("", "0", "false"):
         system_text = (fields.get("system") or fields.get("systemId") or "").strip()
-        if system_text.isdigit() and not key.allows_system(int(system_text)):
+        system = parse_id(system_text)
+        if system is not None and not key.allows_system(system):
             return _text(401, f"Invalid API key for system {system_text}.", "unauthorized")
         # SDRTrunk's connection test passes only on a body starting with this sentence.
         return _text(417, "Incomplete call data: no talkgroup", "test")
@@ -108,7 +145,7 @@ async def _handle(
         limit = key.rate_limit_per_minute or settings.upload.rate_limit_per_minute
         return _text(429, f"Too many uploads for this API key (limit {limit} per minute).", "rate_limited")
 
-    if not form.audio:
+    if form.audio is None or form.audio.size == 0:
         return _text(417, "Incomplete call data: no audio", "incomplete")
     try:
         call = parse(fields)
@@ -159,11 +196,23 @@ async def _handle(
     return _text(200, SUCCESS, "accepted", headers)
 
 
-@router.post("/api/call-upload", **_UPLOAD_DOC)
+@router.post(
+    "/api/call-upload",
+    summary="Rdio Scanner / SDRTrunk call upload",
+    openapi_extra=CALL_UPLOAD_REQUEST,
+    responses=UPLOAD_RESPONSES,
+    response_class=PlainTextResponse,
+)
 async def call_upload(request: Request) -> Response:
     return await _handle(request, from_rdio_fields, "rdio-scanner")
 
 
-@router.post("/api/trunk-recorder-call-upload", **_UPLOAD_DOC)
+@router.post(
+    "/api/trunk-recorder-call-upload",
+    summary="trunk-recorder call upload (audio + meta JSON)",
+    openapi_extra=TRUNK_RECORDER_UPLOAD_REQUEST,
+    responses=UPLOAD_RESPONSES,
+    response_class=PlainTextResponse,
+)
 async def trunk_recorder_call_upload(request: Request) -> Response:
     return await _handle(request, from_trunk_recorder, "trunk-recorder")
