@@ -129,14 +129,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def run(clips: list[Clip], shifts: int, overrides: dict[str, Any], per_clip: bool) -> Report:
-    import dataclasses
-
     from rdio_tasks.asr import EngineConfig, RadioOptions, WhisperXEngine
     from rdio_tasks.audio_decode import decode_audio
 
     radio = RadioOptions(**overrides)
     engine = WhisperXEngine(EngineConfig(align=False, radio=radio))  # the model loads once
-    report = Report(shifts=shifts, model=engine.config.model, radio_options=dataclasses.asdict(radio))
+    report = Report(shifts=shifts, model=engine.config.model, radio_options=radio.model_dump(mode="json"))
     options = {"plain": None, "radio": radio}
     warm = decode_audio(clips[0].path)
     for mode in MODES:  # first-call warm-up (ct2 and torch allocations) kept out of the RTF

@@ -122,8 +122,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from rdio_tasks.asr import EngineConfig, get_engine
     from rdio_core.text_normalize import wer
+    from rdio_tasks.asr import EngineConfig, get_engine
 
     calls = load_calls(args.calls, args.seed)
     base = EngineConfig(

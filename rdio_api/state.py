@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fastapi import Request
 from limits import RateLimitItemPerMinute, storage, strategies
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from rdio_api.form import PreAuthBudget
 from rdio_api.ingest import CallWriter
+from rdio_api.live import EventHub
 from rdio_core.settings import ApiKey, Settings
 from rdio_core.storage import AudioStore
+
+if TYPE_CHECKING:  # the API imports Celery only when transcription is on (rdio_api.transcription_hook)
+    from rdio_tasks.dispatch import Dispatcher
 
 
 class RateLimiter:
@@ -42,16 +47,24 @@ class AppState:
     store: AudioStore
     writer: CallWriter
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    extras: dict[str, Any] = field(default_factory=dict)
+    preauth: PreAuthBudget = field(init=False)
+    events: EventHub | None = None  # made by the first /api/events stream
+    # Set by rdio_api.transcription_hook when transcription is on; None without a broker.
+    dispatcher: Dispatcher | None = None
+    broker_probe: Callable[[], str] | None = None  # /ready's "broker" check
+    metrics_refresh: Callable[[], None] | None = None  # job gauges, read by /metrics
+
+    def __post_init__(self) -> None:
+        upload = self.settings.upload
+        self.preauth = PreAuthBudget(
+            upload.unauthenticated_bytes_per_client, upload.unauthenticated_bytes_total
+        )
 
     def apply_settings(self, new: Settings) -> None:
         """Swap in reloaded settings everywhere they are held."""
         self.settings = new
         self.writer.settings = new
-        dispatcher = self.extras.get("dispatcher")
-        if dispatcher is not None:
-            dispatcher.settings = new
-
-
-def get_state(request: Request) -> AppState:
-    return request.app.state.rdio
+        self.preauth.per_client = new.upload.unauthenticated_bytes_per_client
+        self.preauth.total = new.upload.unauthenticated_bytes_total
+        if self.dispatcher is not None:
+            self.dispatcher.settings = new

@@ -18,7 +18,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
+from rdio_api.auth import upload_keys
 from rdio_core.embedded_redis import EmbeddedRedis, free_port
 from rdio_core.settings import Settings
 from rdio_tasks.celery_app import worker_argv
@@ -106,7 +108,8 @@ class Supervisor:
         scheme = "https" if self.settings.tls.cert else "http"
         print(
             "\nrdio-api is up:\n"
-            f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs)\n"
+            f"  console          {scheme}://{self.host}:{self.port}/   (asks once for a read key from the config)\n"
+            f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs?key=<read key>)\n"
             f"  broker (Redis)   {broker_url}{'  (embedded, AOF in ' + str(data_dir / 'redis') + ')' if self.redis else ''}\n"
             f"  worker           queue 'gpu', model {self.settings.transcription.model}, "
             f"{self.settings.transcription.concurrency} calls in flight, batch {self.settings.transcription.batch_size}\n"
@@ -119,9 +122,7 @@ class Supervisor:
         )
 
     def _key_summary(self) -> str:
-        names = [
-            k.label for k in self.settings.api_keys if not k.disabled and {"upload", "admin"} & set(k.scopes)
-        ]
+        names = [k.label for k in upload_keys(self.settings)]
         if not names:
             return "NONE: every upload will get 401; add api_keys to the config (see config.example.yaml)"
         weak = [k.label for k in self.settings.api_keys if k.key.startswith("change-me")]
@@ -130,9 +131,9 @@ class Supervisor:
 
     def wait(self) -> int:
         """Block until a signal or a child exits; then stop everything."""
-        stop = {"sig": None}
+        stop: dict[str, int | None] = {"sig": None}
 
-        def handler(signum, _frame):  # type: ignore[no-untyped-def]
+        def handler(signum: int, _frame: FrameType | None) -> None:
             stop["sig"] = signum
 
         signal.signal(signal.SIGINT, handler)

@@ -10,8 +10,8 @@ from prometheus_client import Gauge, Histogram
 from sqlalchemy import select
 
 from rdio_api.state import AppState
+from rdio_core import jobs
 from rdio_core.models import JobStatus, TranscriptionJob
-from rdio_tasks import jobs
 
 if TYPE_CHECKING:
     from rdio_tasks.dispatch import Dispatcher
@@ -42,8 +42,8 @@ def install(state: AppState) -> Callable[[], None] | None:
             "transcription: broker_url is not set, so no job is published: jobs stay pending until "
             "a system with a broker publishes them (`rdio-api sweep`); `rdio-api up` runs one embedded"
         )
-        state.extras["broker_probe"] = lambda: "not configured"
-        state.extras["metrics_refresh"] = _refresher(state, None)
+        state.broker_probe = lambda: "not configured"
+        state.metrics_refresh = _refresher(state, None)
         return None
     from rdio_tasks.celery_app import app as celery_app
     from rdio_tasks.dispatch import Dispatcher
@@ -51,9 +51,9 @@ def install(state: AppState) -> Callable[[], None] | None:
     dispatcher = Dispatcher(state.settings, state.factory, celery_app)
     dispatcher.start()
     state.writer.on_jobs_committed = dispatcher.publish_later
-    state.extras["dispatcher"] = dispatcher
-    state.extras["broker_probe"] = dispatcher.broker_probe
-    state.extras["metrics_refresh"] = _refresher(state, dispatcher)
+    state.dispatcher = dispatcher
+    state.broker_probe = dispatcher.broker_probe
+    state.metrics_refresh = _refresher(state, dispatcher)
     return dispatcher.stop
 
 

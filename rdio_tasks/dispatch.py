@@ -19,9 +19,11 @@ from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from rdio_core import jobs
 from rdio_core.models import JobStatus, TranscriptionJob, utcnow
 from rdio_core.settings import Settings
-from rdio_tasks import jobs
+from rdio_tasks import broker_compat
+from rdio_tasks.broker_compat import BrokerCompatError
 from rdio_tasks.celery_app import NO_BROKER
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class Dispatcher:
         self.app = app
         if not settings.broker_url:
             raise ValueError(NO_BROKER)
-        app.conf.broker_url = settings.broker_url
+        app.conf.update(broker_url=settings.broker_url)
         self._queue: queue.Queue[tuple[int, int] | None] = queue.Queue()
         self._stop = threading.Event()
         self._broker_down_until = 0.0
@@ -154,11 +156,10 @@ class Dispatcher:
                 # One immediate retry: kombu's default 2 s pause made /ready, /metrics and
                 # shutdown each wait 2 s whenever the broker was down.
                 conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
-                channel = conn.default_channel
-                client = channel.client
-                names = {channel._q_for_pri(QUEUE, pri) for pri in channel.priority_steps}
-                waiting = sum(client.llen(name) for name in names)
-                return waiting + client.hlen(channel.unacked_key)
+                return broker_compat.queue_depth(conn.default_channel, QUEUE)
+        except BrokerCompatError as exc:  # an upgrade moved a kombu internal: say which
+            log.error("broker depth unknown: %s", exc)
+            return None
         except Exception as exc:
             log.debug("broker depth unavailable: %s", exc)
             return None

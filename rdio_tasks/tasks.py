@@ -1,4 +1,12 @@
-"""``transcribe_call``: one call's transcription, idempotent and safe to redeliver."""
+"""``transcribe_call``: one call's transcription, idempotent and safe to redeliver.
+
+Failures are sorted once, by :func:`rdio_tasks.errors.classify`: a transient one hands the job back
+(``queued``) and raises :class:`TransientError`, which Celery's ``autoretry_for`` turns into a retry
+with exponential backoff and full jitter (capped by ``transcription.retry_backoff_max_seconds``); a
+permanent one or a bug ends the job ``failed`` with the reason, at once. Retries are bounded by the
+job's attempt counter in the database, not by Celery: a redelivered or republished message claims
+the same row, and a claim past ``max_attempts`` ends the job.
+"""
 
 from __future__ import annotations
 
@@ -8,73 +16,81 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import signals
+from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.utils.time import get_exponential_backoff_interval
 
+from rdio_core import jobs
+from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import JobStatus
-from rdio_tasks import jobs
+from rdio_core.settings import ResolvedTranscription
 from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context
-from rdio_tasks.errors import AudioTooLongError, PermanentError
+from rdio_tasks.errors import AudioTooLongError, ErrorKind, TransientError, classify, describe
+
+if TYPE_CHECKING:
+    from rdio_tasks.asr import WhisperXEngine
+    from rdio_tasks.radio import RadioOptions
 
 log = logging.getLogger(__name__)
 
 #: The rate Whisper models take (and ``decode_audio``'s default).
 SAMPLE_RATE = 16000
-
-
-class TransientError(Exception):
-    """Worth retrying: database or broker hiccup, CUDA out of memory, model load timeout."""
+#: Retry delays before the cap: 0-2 s, 0-4 s, 0-8 s... (factor 2, full jitter).
+RETRY_BACKOFF_FACTOR = 2
 
 
 @dataclass
 class Outcome:
+    """What one run of the task did: a job status, a claim outcome, or ``discarded``."""
+
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
     retry_in: float | None = None
 
 
-def engine_config(ctx: WorkerContext, model: str | None = None, language: str | None = None):  # type: ignore[no-untyped-def]
-    from rdio_tasks.asr import EngineConfig
-
-    tx = ctx.settings.transcription
-    return EngineConfig(
-        model=model or tx.model,
-        device=tx.device,
-        compute_type=tx.compute_type,
-        models_dir=tx.models_dir,
-        batch_size=tx.batch_size,
-        language=language or tx.language,
-        vad_onset=tx.vad_onset,
-        vad_offset=tx.vad_offset,
-        radio=dict(tx.radio),
-        cross_call_batching=tx.batch_size > 1,
-        max_batch_wait_ms=tx.max_batch_wait_ms,
-    )
-
-
-def call_radio_options(engine, resolved):  # type: ignore[no-untyped-def]
+def call_radio_options(engine: WhisperXEngine, resolved: ResolvedTranscription) -> RadioOptions | None:
     """The engine's radio options with this call's word replacements (None: plain mode)."""
     base = engine.config.radio
     if base is None:
         return None
     if not resolved.replacements:
         return base
-    return dataclasses.replace(base, replacements=tuple(resolved.replacements) + tuple(base.replacements))
+    return base.model_copy(update={"replacements": tuple(resolved.replacements) + base.replacements})
+
+
+def settle_failure(ctx: WorkerContext, job_id: int, worker: str, exc: BaseException) -> Outcome:
+    """End or hand back a claimed job after ``exc``, by its kind.
+
+    Raises:
+        TransientError: the job was released to ``queued``; Celery retries the task.
+    """
+    kind = classify(exc)
+    reason = describe(exc)
+    if kind is ErrorKind.TRANSIENT:
+        log.warning("job %s: transient error, will retry: %s", job_id, reason)
+        jobs.release(ctx.factory, job_id, worker, reason)
+        raise TransientError(reason) from exc
+    if kind is ErrorKind.PERMANENT:
+        reason = str(exc) or reason  # written for people already ("cannot open ... as audio")
+        log.warning("job %s failed: %s", job_id, reason)
+    else:  # the same code on the same data would fail the same way: the traceback is the fix
+        log.error("job %s failed, not retried (%s): %s", job_id, kind, reason, exc_info=exc)
+    jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
+    return Outcome(JobStatus.FAILED, {"error": reason})
 
 
 def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
-    """Claim, transcribe and store one job; permanent problems end it, transient ones raise."""
+    """Claim, transcribe and store one job; permanent problems and bugs end it, transient ones raise
+    :class:`TransientError` (see :func:`settle_failure`)."""
     tx = ctx.settings.transcription
     claim = jobs.claim(ctx.factory, job_id, worker, tx.lease_seconds, tx.max_attempts)
-    if claim.outcome == "busy":
+    if claim.outcome is ClaimOutcome.BUSY:
         log.info("job %s: another worker holds it; checking again in %.0fs", job_id, claim.retry_in)
-        return Outcome("busy", retry_in=claim.retry_in)
-    if claim.outcome != "claimed":
+        return Outcome(claim.outcome, retry_in=claim.retry_in)
+    if claim.outcome is not ClaimOutcome.CLAIMED:
         log.info("job %s: nothing to do (%s)", job_id, claim.outcome)
         return Outcome(claim.outcome)
     job, call = claim.job, claim.call
@@ -84,7 +100,7 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
     path = ctx.store.absolute(call.audio_path)
     if not path.is_file():
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, f"audio file missing: {call.audio_path}")
-        return Outcome("failed")
+        return Outcome(JobStatus.FAILED)
     try:
         decode_started = time.perf_counter()
         samples = decode_audio(path, SAMPLE_RATE, max_seconds=tx.max_audio_seconds)
@@ -93,12 +109,12 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         if seconds < tx.min_audio_seconds:  # skipped before any model time is spent
             reason = f"audio too short: {seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
             jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
-            return Outcome("skipped", {"reason": reason})
-        from rdio_tasks.asr import get_engine
+            return Outcome(JobStatus.SKIPPED, {"reason": reason})
+        from rdio_tasks.asr import EngineConfig, get_engine
 
         resolved = tx.resolve(call.system_id, call.talkgroup)
         language = job.language or resolved.language
-        engine = get_engine(engine_config(ctx, job.model or resolved.model, language))
+        engine = get_engine(EngineConfig.from_settings(tx, job.model or resolved.model, language))
         result = engine.transcribe(
             samples,
             language=language,
@@ -114,19 +130,13 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         )
         log.warning("job %s call %s skipped: %s", job_id, call.id, reason)
         jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
-        return Outcome("skipped", {"reason": reason})
-    except PermanentError as exc:
-        log.warning("job %s call %s failed: %s", job_id, call.id, exc)
-        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, str(exc))
-        return Outcome("failed", {"error": str(exc)})
+        return Outcome(JobStatus.SKIPPED, {"reason": reason})
     except SoftTimeLimitExceeded:
         reason = f"time limit of {tx.task_time_limit_seconds}s exceeded"
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
-        return Outcome("failed", {"error": reason})
-    except Exception as exc:  # transient or unknown: retry, bounded by the attempts counter
-        log.warning("job %s call %s: transient error %s: %s", job_id, call.id, type(exc).__name__, exc)
-        jobs.release(ctx.factory, job_id, worker, f"{type(exc).__name__}: {exc}")
-        raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        return Outcome(JobStatus.FAILED, {"error": reason})
+    except Exception as exc:
+        return settle_failure(ctx, job_id, worker, exc)
 
     # The engine timed the model only (it got samples, not a path): count the decode too.
     processing_ms = round(result.processing_ms + decode_ms, 1)
@@ -157,25 +167,43 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         result.processing_ms,
         result.real_time_factor,
     )
-    return Outcome("completed" if stored else "discarded", {"text": result.text})
+    return Outcome(JobStatus.COMPLETED if stored else "discarded", {"text": result.text})
 
 
 def worker_id(hostname: str | None) -> str:
     return f"{hostname or socket.gethostname()}:{os.getpid()}"
 
 
-@app.task(name="rdio_tasks.transcribe_call", bind=True, max_retries=None, acks_late=True)
-def transcribe_call(self, job_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+class TranscribeTask(Task):
+    """Celery's own retry options for ``transcribe_call``: it retries on :class:`TransientError`
+    with exponential backoff and full jitter. ``max_retries`` is None because the job's attempt
+    counter in the database is the bound (it survives redeliveries and sweeper republishes)."""
+
+    autoretry_for = (TransientError,)
+    retry_backoff = RETRY_BACKOFF_FACTOR
+    retry_jitter = True
+    max_retries = None
+    acks_late = True
+
+    @property
+    def retry_backoff_max(self) -> int:
+        """The cap from the settings. Celery reads it once, when the worker builds the task; like
+        the broker's visibility timeout derived from it, a change applies after a restart."""
+        return context().settings.transcription.retry_backoff_max_seconds
+
+
+@app.task(name="rdio_tasks.transcribe_call", bind=True, base=TranscribeTask)
+def transcribe_call(self: TranscribeTask, job_id: int) -> dict[str, Any]:
     """Transcribe the call behind ``job_id``. Retries are bounded by the job's attempts in the DB."""
     ctx = context()
     try:
         outcome = run_job(ctx, job_id, worker_id(self.request.hostname))
-    except TransientError as exc:
-        tx = ctx.settings.transcription
-        countdown = get_exponential_backoff_interval(
-            factor=2, retries=self.request.retries, maximum=tx.retry_backoff_max_seconds, full_jitter=True
-        )
-        raise self.retry(exc=exc, countdown=max(1, countdown)) from exc
+    except TransientError:
+        raise
+    except Exception as exc:  # outside a claimed job: the database down while claiming or storing
+        if classify(exc) is ErrorKind.TRANSIENT:
+            raise TransientError(describe(exc)) from exc
+        raise
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return {"job_id": job_id, "status": outcome.status, **outcome.detail}
@@ -208,9 +236,9 @@ def _preload() -> None:
     if not ctx.settings.transcription.enabled:
         return
     try:
-        from rdio_tasks.asr import get_engine
+        from rdio_tasks.asr import EngineConfig, get_engine
 
-        get_engine(engine_config(ctx))
+        get_engine(EngineConfig.from_settings(ctx.settings.transcription))
         log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)
     except Exception:  # a bad model is reported per job with a clear error, not by killing the pool
         log.exception("worker %s: could not preload model %s", os.getpid(), ctx.settings.transcription.model)

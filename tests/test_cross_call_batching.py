@@ -22,8 +22,8 @@ def corpus_calls(subsets=("radio_mp3", "radio_m4a")) -> list:
 
 
 def test_batched_transcripts_equal_per_call():
-    from rdio_tasks.asr import EngineConfig, get_engine
     from rdio_core.text_normalize import wer
+    from rdio_tasks.asr import EngineConfig, get_engine
 
     calls = corpus_calls()
     assert len(calls) == 12

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from rdio_core import jobs
 from rdio_core.db import make_session_factory, upgrade
 from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
-from rdio_tasks import jobs
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,21 @@ def test_sweep_candidates(factory, job_id):
 def test_priority_mapping():
     assert [jobs.celery_priority(p) for p in (1, 2, 3, 4, 5)] == [0, 2, 4, 6, 8]
     assert jobs.celery_priority(0) == 0 and jobs.celery_priority(9) == 8
+
+
+def test_one_job_row_builder_for_ingest_and_manual_jobs(factory, job_id):
+    """Ingest's bulk insert and a manual job use the same column values (jobs.job_row)."""
+    skipped = jobs.job_row(1, 3, JobStatus.SKIPPED, "audio too short")
+    assert skipped["status"] == JobStatus.SKIPPED and skipped["error"] == "audio too short"
+    assert skipped["finished_at"] == skipped["created_at"] and skipped["attempts"] == 0
+    pending = jobs.job_row(1, 2, model="small.en", language="de")
+    assert pending["status"] == JobStatus.PENDING and pending["finished_at"] is None
+    manual = status(factory, job_id)  # made by jobs.create_job in the fixture
+    for column in ("status", "priority", "attempts", "error", "model", "language", "finished_at"):
+        assert getattr(manual, column) == jobs.job_row(manual.call_id, 3)[column], column
+
+
+def test_claim_outcomes_are_an_enum(factory, job_id):
+    claim = jobs.claim(factory, job_id, "w1", 60, 3)
+    assert claim.outcome is jobs.ClaimOutcome.CLAIMED and claim.outcome == "claimed"
+    assert jobs.claim(factory, 10**12, "w1", 60, 3).outcome is jobs.ClaimOutcome.MISSING

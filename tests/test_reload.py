@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -116,3 +117,45 @@ def test_config_edits_apply_without_restart(tmp_path, database_url):
         )
     finally:
         srv.stop()
+
+
+def test_worker_reload_keeps_restart_only_keys(tmp_path, monkeypatch, caplog):
+    """The worker follows the API's rule: per-call settings apply to the next call, while the
+    database, the broker and what the Celery worker fixed at start keep their running values.
+    (Before, an edited ``database_url`` was applied live, under an engine built for the old one.)"""
+    from rdio_tasks import context as worker_context
+
+    path = tmp_path / "config.yaml"
+    config = {
+        "data_dir": str(tmp_path / "data"),
+        "database_url": f"sqlite:///{tmp_path / 'first.db'}",
+        "broker_url": "redis://127.0.0.1:9/0",
+        "transcription": {"model": "tiny.en", "concurrency": 2, "radio": {"beam_size": 5}},
+    }
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("RDIO_CONFIG", str(path))
+    worker_context._build.cache_clear()
+    try:
+        ctx = worker_context.context()
+        assert ctx.settings.transcription.model == "tiny.en"
+        config["database_url"] = f"sqlite:///{tmp_path / 'second.db'}"
+        config["broker_url"] = "redis://127.0.0.1:10/0"
+        config["transcription"] = {"model": "base.en", "concurrency": 8, "radio": {"beam_size": 2}}
+        path.write_text(yaml.safe_dump(config))
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a visible mtime change
+        ctx = worker_context.context()
+        tx = ctx.settings.transcription
+        assert (tx.model, tx.radio.beam_size) == ("base.en", 2)  # applied to the next call
+        assert ctx.settings.database_url.endswith("first.db")  # kept: the engine was built for it
+        assert ctx.settings.broker_url == "redis://127.0.0.1:9/0" and tx.concurrency == 2
+        assert "database_url, broker_url, transcription.concurrency" in caplog.text
+        assert "take effect after a restart" in caplog.text
+
+        # A file that no longer validates is ignored: the running settings stay.
+        path.write_text("transcription:\n  radio: {no_such_option: 1}\n")
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
+        assert worker_context.context().settings.transcription.model == "base.en"
+        assert "transcription.radio.no_such_option" in caplog.text
+    finally:
+        worker_context.context().engine.dispose()
+        worker_context._build.cache_clear()

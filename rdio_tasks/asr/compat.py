@@ -24,7 +24,7 @@ Private reads that stay, because no public API does the same:
   worker must not attempt.
 
 Two more stay outside this file on purpose: kombu's ``channel._q_for_pri`` in
-``rdio_tasks/dispatch.py`` (the broker, not the engine), and ``Wav2Vec2Bundle._params`` in
+``rdio_tasks/broker_compat.py`` (the broker, not the engine), and ``Wav2Vec2Bundle._params`` in
 ``tests/test_engine.py``, reached through :func:`torchaudio_bundle_params` here.
 """
 

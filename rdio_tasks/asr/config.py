@@ -6,11 +6,15 @@ configs without importing anything that loads a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rdio_tasks.radio import RadioOptions
+
+if TYPE_CHECKING:
+    from rdio_core.settings import TranscriptionSettings
 
 __all__ = ["DEVICES", "SAMPLE_RATE", "EngineConfig", "radio_options"]
 
@@ -28,9 +32,11 @@ class EngineConfig:
 
     ``radio`` selects the pipeline: :class:`RadioOptions` (the default) runs the
     radio pipeline (audio conditioning, no-speech gating, hallucination filters);
-    ``None`` (or ``False``) runs plain WhisperX with its default options. ``True``
-    and a mapping of option values (plus an optional ``enabled`` flag) are
-    accepted too, for settings files.
+    ``None`` (or ``False``, or options with ``enabled=False``) runs plain WhisperX
+    with its default options. ``True`` and a mapping of option values are accepted
+    too (a mapping is validated like the settings file).
+
+    A worker builds it with :meth:`from_settings`, the one place that maps settings to it.
     """
 
     model: str = "tiny.en"
@@ -65,18 +71,36 @@ class EngineConfig:
         if self.max_batch_wait_ms < 0:
             raise ValueError("max_batch_wait_ms must be >= 0")
 
+    @classmethod
+    def from_settings(
+        cls, tx: TranscriptionSettings, model: str | None = None, language: str | None = None
+    ) -> EngineConfig:
+        """The worker's config from ``transcription`` settings: every field named like a setting
+        takes the setting's value (a new one flows through without a second list to update);
+        ``model``/``language`` override the global ones for one call (a job's or a talkgroup's
+        choice). Cross-call batching follows ``batch_size``: one chunk per pass has nothing to share.
+        """
+        values = {f.name: getattr(tx, f.name) for f in fields(cls) if f.name in type(tx).model_fields}
+        values.update(
+            model=model or tx.model, language=language or tx.language, cross_call_batching=tx.batch_size > 1
+        )
+        return cls(**values)
+
 
 def radio_options(value: Any) -> RadioOptions | None:
-    """Normalise the ``radio`` setting: options, None/False (plain), True or a mapping."""
+    """Normalise a ``radio`` value: options, None/False (plain), True or a mapping of options.
+
+    Options switched off (``enabled=False``) become None, so "plain" has one spelling inside.
+
+    Raises:
+        ValueError: anything else, or a mapping with an unknown key or an impossible value.
+    """
     if value is None or value is False:
         return None
     if value is True:
         return RadioOptions()
+    if isinstance(value, Mapping):
+        value = RadioOptions.model_validate(value)
     if isinstance(value, RadioOptions):
-        return value
-    if isinstance(value, dict):  # settings: {"enabled": bool, <RadioOptions fields>...}
-        values = dict(value)
-        if not values.pop("enabled", True):
-            return None
-        return RadioOptions.from_mapping(values)
+        return value if value.enabled else None
     raise ValueError(f"radio must be RadioOptions, a mapping, True, False or None; got {value!r}")

@@ -27,9 +27,9 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rdio_tasks import radio
 from rdio_tasks.asr import compat, decode
@@ -356,9 +356,10 @@ class WhisperXEngine:
 
     # -- cross-call batching ------------------------------------------------------------
 
-    def _run_batch(self, key: tuple, features: Sequence[Any]) -> list[decode.WindowDecode]:
-        """One model pass over chunks from any number of calls that share ``key``."""
-        language, prompt_ids, beam_size, suppress_blank = key
+    def _run_batch(self, key: Hashable, features: Sequence[Any]) -> list[decode.WindowDecode]:
+        """One model pass over chunks from any number of calls that share ``key``
+        (language, prompt token ids, beam size, suppress_blank: built in ``_decode_chunks``)."""
+        language, prompt_ids, beam_size, suppress_blank = cast(tuple[Any, ...], key)
         return decode.generate(
             self._pipeline.model,
             list(features),

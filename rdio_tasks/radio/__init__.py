@@ -7,7 +7,8 @@ so on such audio it writes what subtitles say at the end of a video ("Thank you.
 package holds the radio-specific parts of the pipeline, each switchable and each
 recorded in the result so a user can see what was removed and why:
 
-* :mod:`.options`: :class:`RadioOptions`, every knob, with defaults; the settings layer mirrors it.
+* :mod:`.options`: :class:`RadioOptions`, every knob with its default: the ``transcription.radio``
+  settings model itself (:mod:`rdio_core.radio_settings`), validated when the settings load.
 * :mod:`.conditioning`: :func:`prepare_audio`, DC/rumble high-pass, dispatch-tone notching and
   loudness normalisation before VAD and ASR (numpy, imported lazily).
 * :mod:`.language`: :func:`choose_language`, language detection with a short-call fallback.

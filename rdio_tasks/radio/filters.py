@@ -11,13 +11,13 @@ import dataclasses
 import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rdio_core.text_normalize import normalize_words
 from rdio_tasks.radio.options import RadioOptions
 from rdio_tasks.radio.phrases import PhraseList, load_phrases, phrase_tokens
-from rdio_core.text_normalize import normalize_words
 
 __all__ = ["CleanResult", "apply_replacements", "clean", "collapse_repetitions"]
 
@@ -287,8 +287,13 @@ def apply_replacements(text: str, replacements: Sequence[tuple[str, str]]) -> st
     So ("ten four", "10-4") rewrites "Ten four.", "ten-four" and "ten, four".
     """
     for pattern, replacement in replacements:
-        text = _replacement_regex(pattern).sub(lambda _m, r=replacement: r, text)
+        # A function, not a template: backslashes in a replacement stay as typed.
+        text = _replacement_regex(pattern).sub(_literal(replacement), text)
     return text
+
+
+def _literal(replacement: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: replacement
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdio_tasks.radio.options import RadioOptions
 from rdio_core.text_normalize import normalize_words
+from rdio_tasks.radio.options import RadioOptions
 
 __all__ = ["BUILTIN_PHRASES", "PhraseList", "load_phrases", "parse_phrases", "phrase_tokens"]
 
@@ -54,18 +54,19 @@ class PhraseList:
         best[0] = 0
         lengths = sorted({len(p) for p in self.always | self.ambiguous | self.prefixes})
         for i in range(n):
-            if best[i] is None:
+            here = best[i]
+            if here is None:
                 continue
             for length in lengths:
                 piece = tuple(tokens[i : i + length])
                 if len(piece) < length:
                     break
                 if piece in self.prefixes:
-                    best[n] = _min_opt(best[n], best[i])
+                    best[n] = _min_opt(best[n], here)
                 if piece in self.always:
-                    best[i + length] = _min_opt(best[i + length], best[i])
+                    best[i + length] = _min_opt(best[i + length], here)
                 elif piece in self.ambiguous:
-                    best[i + length] = _min_opt(best[i + length], best[i] + 1)
+                    best[i + length] = _min_opt(best[i + length], here + 1)
         if best[n] is None:
             return None
         return "always" if best[n] == 0 else "ambiguous"

@@ -1,34 +1,56 @@
 """Transcription job state transitions, shared by the worker task, the sweeper and the API.
 
 Every transition is a single compare-and-set UPDATE, so duplicate messages (a sweeper republish, a
-Redis redelivery, a retried publish) can never transcribe a call twice or overwrite a result.
+Redis redelivery, a retried publish) can never transcribe a call twice or overwrite a result. It
+lives in the shared core because the API (job creation at ingest, manual jobs, the sweeper) and the
+worker (claims, results) move the same rows; :func:`job_row` is the one builder of a new job.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CursorResult, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core.models import Call, JobStatus, TranscriptionJob, utcnow
+from rdio_core import search
+from rdio_core.models import Call, Event, EventKind, JobStatus, TranscriptionJob, utcnow
 
 log = logging.getLogger(__name__)
 
 FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED)
 
 
+class ClaimOutcome(StrEnum):
+    """What trying to claim a job found."""
+
+    CLAIMED = "claimed"  # this worker holds it now, under a lease
+    FINAL = "final"  # completed, failed or skipped already: nothing to do
+    BUSY = "busy"  # another worker holds a live lease: look again when it lapses
+    GAVE_UP = "gave_up"  # out of attempts: ended as failed by this claim
+    MISSING = "missing"  # no such job (deleted with its call)
+
+
 @dataclass(frozen=True)
 class Claim:
     """Outcome of trying to claim a job."""
 
-    outcome: str  # claimed | final | busy | gave_up | missing
+    outcome: ClaimOutcome
     job: TranscriptionJob | None = None
     call: Call | None = None
     retry_in: float = 0.0
+
+
+def _changed(session: Session, stmt: Update) -> int:
+    """How many rows an UPDATE changed: the compare-and-set's answer."""
+    result = session.execute(stmt)
+    assert isinstance(result, CursorResult)  # what an UPDATE returns (typed as any Result)
+    return result.rowcount
 
 
 def celery_priority(job_priority: int) -> int:
@@ -58,20 +80,22 @@ def claim(
                 updated_at=now,
             )
         )
-        claimed = session.execute(stmt).rowcount == 1
+        claimed = _changed(session, stmt) == 1
         session.commit()
         job = session.get(TranscriptionJob, job_id)
         if job is None:
-            return Claim("missing")
+            return Claim(ClaimOutcome.MISSING)
         if claimed:
             call = session.get(Call, job.call_id)
-            return Claim("claimed", job, call)
+            return Claim(ClaimOutcome.CLAIMED, job, call)
         if job.status in FINAL:
-            return Claim("final", job)
+            return Claim(ClaimOutcome.FINAL, job)
         if job.status == JobStatus.PROCESSING and job.lease_expires_at and job.lease_expires_at >= now:
-            return Claim("busy", job, retry_in=(job.lease_expires_at - now).total_seconds() + 1)
+            retry_in = (job.lease_expires_at - now).total_seconds() + 1
+            return Claim(ClaimOutcome.BUSY, job, retry_in=retry_in)
         # Claimable but out of attempts: a poison call. End it instead of looping forever.
-        gave_up = session.execute(
+        gave_up = _changed(
+            session,
             update(TranscriptionJob)
             .where(TranscriptionJob.id == job_id, claimable)
             .values(
@@ -80,32 +104,69 @@ def claim(
                 finished_at=now,
                 lease_expires_at=None,
                 updated_at=now,
-            )
-        ).rowcount
+            ),
+        )
+        if gave_up:
+            _ended(job_id)(session)
         session.commit()
-        return Claim("gave_up" if gave_up else "final", job)
+        return Claim(ClaimOutcome.GAVE_UP if gave_up else ClaimOutcome.FINAL, job)
 
 
-def _update_owned(factory: sessionmaker[Session], job_id: int, worker: str, **values: Any) -> bool:
-    """Apply ``values`` only while ``worker`` still holds the job (processing under its lease)."""
+def _update_owned(
+    factory: sessionmaker[Session],
+    job_id: int,
+    worker: str,
+    then: Callable[[Session], None] | None = None,
+    **values: Any,
+) -> bool:
+    """Apply ``values`` only while ``worker`` still holds the job (processing under its lease);
+    ``then`` runs in the same transaction when it did."""
     with factory() as session:
-        done = session.execute(
+        done = _changed(
+            session,
             update(TranscriptionJob)
             .where(
                 TranscriptionJob.id == job_id,
                 TranscriptionJob.status == JobStatus.PROCESSING,
                 TranscriptionJob.worker == worker,
             )
-            .values(**values, lease_expires_at=None, updated_at=utcnow())
-        ).rowcount
+            .values(**values, lease_expires_at=None, updated_at=utcnow()),
+        )
+        if done and then is not None:
+            then(session)
         session.commit()
     return bool(done)
+
+
+def _ended(job_id: int, transcript: str | None = None, reindex: bool = False) -> Callable[[Session], None]:
+    """What ending a job adds to its transaction: the live feed's event and, for a completed job,
+    the call's search document with the new transcript (a re-transcription replaces the old)."""
+
+    def record(session: Session) -> None:
+        call_id = session.execute(
+            select(TranscriptionJob.call_id).where(TranscriptionJob.id == job_id)
+        ).scalar_one()
+        session.add(
+            Event(kind=EventKind.TRANSCRIPT_UPDATED, call_id=call_id, job_id=job_id, created_at=utcnow())
+        )
+        if reindex:
+            call = session.get(Call, call_id)
+            search.index_call(session, call_id, search.call_document(call, transcript))
+
+    return record
 
 
 def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: dict[str, Any]) -> bool:
     """Store the result in one transaction, only while this worker still owns the job."""
     done = _update_owned(
-        factory, job_id, worker, **values, status=JobStatus.COMPLETED, error=None, finished_at=utcnow()
+        factory,
+        job_id,
+        worker,
+        _ended(job_id, values.get("text"), reindex=True),
+        **values,
+        status=JobStatus.COMPLETED,
+        error=None,
+        finished_at=utcnow(),
     )
     if not done:
         log.warning("job %s: result discarded, this worker (%s) no longer owns it", job_id, worker)
@@ -114,7 +175,9 @@ def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: d
 
 def finish(factory: sessionmaker[Session], job_id: int, worker: str, status: JobStatus, reason: str) -> bool:
     """End the job as failed or skipped with a reason (no retry)."""
-    return _update_owned(factory, job_id, worker, status=status, error=reason[:2000], finished_at=utcnow())
+    return _update_owned(
+        factory, job_id, worker, _ended(job_id), status=status, error=reason[:2000], finished_at=utcnow()
+    )
 
 
 def release(factory: sessionmaker[Session], job_id: int, worker: str, error: str) -> None:
@@ -137,20 +200,38 @@ def mark_queued(factory: sessionmaker[Session], job_id: int, task_id: str) -> No
         session.commit()
 
 
+def job_row(
+    call_id: int,
+    priority: int,
+    status: JobStatus = JobStatus.PENDING,
+    reason: str | None = None,
+    model: str | None = None,
+    language: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The column values of a new job: ``pending`` to be published, or already ``skipped`` with
+    its ``reason`` (a talkgroup excluded, a call too short). Ingest inserts these in bulk, one
+    statement per batch; :func:`create_job` makes one ORM row of it."""
+    now = now or utcnow()
+    return {
+        "call_id": call_id,
+        "status": status,
+        "priority": priority,
+        "model": model,
+        "language": language,
+        "attempts": 0,
+        "error": reason,
+        "created_at": now,
+        "updated_at": now,
+        "finished_at": now if status in FINAL else None,
+    }
+
+
 def create_job(
     session: Session, call_id: int, priority: int, model: str | None = None, language: str | None = None
 ) -> TranscriptionJob:
-    now = utcnow()
-    job = TranscriptionJob(
-        call_id=call_id,
-        status=JobStatus.PENDING,
-        priority=priority,
-        model=model,
-        language=language,
-        attempts=0,
-        created_at=now,
-        updated_at=now,
-    )
+    """Add a pending job for ``call_id`` (a manual re-transcription) and flush it to get its id."""
+    job = TranscriptionJob(**job_row(call_id, priority, model=model, language=language))
     session.add(job)
     session.flush()
     return job

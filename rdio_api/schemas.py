@@ -1,0 +1,267 @@
+"""The JSON the read, job, search, health and event routes answer: one pydantic model per shape.
+
+Each model is the single description of its shape: the routes declare it as ``response_model`` (so
+``/docs`` and ``/openapi.json`` name every field), build their answers from ORM rows with it
+(``from_attributes``), and the SSE stream serialises its ``data:`` with it. Field names and order
+are the ones the API has always sent; ``UtcTime`` keeps the ``+00:00`` suffix it has always had
+(pydantic alone would write ``Z``).
+
+A call has two shapes. :class:`CallOut` is a list item: the fields bounded in size. :class:`CallDetail`
+adds ``frequencies``, ``sources`` and ``meta``, which grow with a call's length (20 trunk-recorder
+calls with 900 KB of meta each made a 31.7 MB list page) and are only on ``GET /api/calls/{id}``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from rdio_core.bounds import Id
+from rdio_core.models import Call, JobStatus, TranscriptionJob
+
+
+def _iso(value: datetime) -> str:
+    """Rows hold naive UTC (portable across SQLite and PostgreSQL); the API shows aware UTC."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+UtcTime = Annotated[
+    datetime,
+    PlainSerializer(_iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A stored time as ISO 8601 with ``+00:00``, e.g. ``2026-01-03T00:31:24.796000+00:00``."""
+
+
+class _Rows(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# -- calls ----------------------------------------------------------------------------------------
+
+
+class CallOut(_Rows):
+    """A call in a list (``/api/calls``, search results, ``call.created`` events)."""
+
+    id: int
+    system: int = Field(validation_alias="system_id")
+    talkgroup: int
+    date_time: UtcTime
+    source: int | None
+    frequency: int | None
+    patches: list[Any] | None
+    talkgroup_label: str | None
+    talkgroup_group: str | None
+    talkgroup_tag: str | None
+    talkgroup_name: str | None
+    system_label: str | None
+    talker_alias: str | None
+    site: str | None
+    audio_name: str | None
+    audio_type: str | None
+    audio_path: str
+    audio_sha256: str
+    audio_bytes: int
+    audio_mime: str
+    audio_url: str = Field("", validate_default=True, description="this call's audio route")
+    duration_seconds: float | None
+    received_at: UtcTime
+    client_kind: str
+    key_name: str | None
+    transcription_status: JobStatus | None = Field(
+        None, description="the latest job's status: the completed one if any, else the newest"
+    )
+    transcript: str | None = Field(None, description="the completed job's text, else null")
+
+    @field_validator("audio_url")
+    @classmethod
+    def _audio_url(cls, _: str, info: ValidationInfo) -> str:
+        return f"/api/calls/{info.data['id']}/audio"
+
+    @classmethod
+    def of(cls, call: Call, job: TranscriptionJob | None) -> Self:
+        """The call with its latest job's status and, once completed, its transcript."""
+        out = cls.model_validate(call)
+        if job is not None:
+            out.transcription_status = JobStatus(job.status)
+            out.transcript = job.text if job.status == JobStatus.COMPLETED else None
+        return out
+
+
+class CallDetail(CallOut):
+    """One call (``GET /api/calls/{id}``): the list fields plus the ones that grow with its length."""
+
+    frequencies: list[Any] | None
+    sources: list[Any] | None
+    meta: dict[str, Any] | None = Field(description="the uploader's own metadata (trunk-recorder's JSON)")
+
+
+LARGE_FIELDS = tuple(name for name in CallDetail.model_fields if name not in CallOut.model_fields)
+"""Unbounded JSON columns: only on the single-call route, and never loaded for a list."""
+
+
+class CallPage(BaseModel):
+    calls: list[CallOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class SystemOut(_Rows):
+    id: int
+    label: str | None
+
+
+class SystemList(BaseModel):
+    systems: list[SystemOut]
+
+
+class TalkgroupOut(_Rows):
+    system: int = Field(validation_alias="system_id")
+    talkgroup: int
+    label: str | None
+    name: str | None
+    tag: str | None
+    group: str | None
+
+
+class TalkgroupList(BaseModel):
+    talkgroups: list[TalkgroupOut]
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+
+class SearchResult(BaseModel):
+    call: CallOut
+    snippet: str = Field(description="the matching words in context, from the transcript or the labels")
+
+
+class SearchPage(BaseModel):
+    results: list[SearchResult]
+    next_cursor: str | None
+
+
+# -- transcription --------------------------------------------------------------------------------
+
+# Printable text only: PostgreSQL refuses NUL in a string (a 500), and a model or language name never
+# holds control characters.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
+class JobRequest(BaseModel):
+    """The body of ``POST /api/transcription/jobs``."""
+
+    call_id: Id
+    priority: int = Field(3, ge=1, le=5, description="1 = most urgent, 5 = least")
+    model: str | None = Field(None, max_length=200, pattern=_PRINTABLE)
+    language: str | None = Field(None, max_length=16, pattern=_PRINTABLE)
+
+
+class JobOut(_Rows):
+    """A transcription job, with its result once it has one."""
+
+    id: int
+    call_id: int
+    status: JobStatus
+    attempts: int
+    priority: int
+    worker: str | None
+    model: str | None
+    language: str | None
+    language_probability: float | None
+    compute_type: str | None
+    device: str | None
+    text: str | None
+    confidence: float | None
+    segments: list[Any] | None
+    result: dict[str, Any] | None = Field(description="the engine's raw output, filters and notes")
+    audio_seconds: float | None
+    processing_ms: float | None
+    real_time_factor: float | None
+    error: str | None
+    created_at: UtcTime
+    queued_at: UtcTime | None
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
+    updated_at: UtcTime
+
+
+class JobSummary(_Rows):
+    id: int
+    status: JobStatus
+    finished_at: UtcTime | None
+
+
+class CallTranscription(BaseModel):
+    """``GET /api/calls/{id}/transcription``: the transcript, the newest job and every job, newest first."""
+
+    call_id: int
+    status: JobStatus = Field(description="the completed job's status if any, else the newest job's")
+    transcript: JobOut | None = Field(description="the completed job, if any")
+    latest_job: JobOut
+    history: list[JobSummary]
+
+
+class QueueStatus(BaseModel):
+    """Job counts per status (one field per JobStatus) and speed. The broker's figures are null for
+    a key limited to some systems, and without a broker."""
+
+    enabled: bool
+    pending: int
+    queued: int
+    processing: int
+    completed: int
+    failed: int
+    skipped: int
+    completed_today: int
+    completed_last_hour: int
+    broker_queue_depth: int | None
+    active_workers: int | None
+    mean_processing_ms_last_hour: float | None
+    mean_real_time_factor_last_hour: float | None
+    last_sweep: dict[str, Any] | None = Field(description="the sweeper's last pass ({} before the first)")
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ok", "unavailable"])
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
+
+
+# -- events (the data: of each SSE message) -------------------------------------------------------
+
+
+class CallCreated(BaseModel):
+    """``event: call.created``"""
+
+    call: CallOut
+
+
+class TranscriptUpdated(_Rows):
+    """``event: transcript.updated``: a job ended (completed, skipped or failed)."""
+
+    call_id: int
+    job_id: int = Field(validation_alias="id")
+    status: JobStatus
+    text: str | None
+    segments: list[Any] | None
+    error: str | None
+
+
+EVENT_PAYLOADS: tuple[type[BaseModel], ...] = (CallCreated, TranscriptUpdated)
+"""Listed among /openapi.json's components, though the stream is text/event-stream."""
