@@ -9,29 +9,33 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic.json_schema import models_json_schema
 
-from rdio_api import transcription_hook
+from rdio_api import maintenance, transcription_hook
+from rdio_api.deps import docs_access
 from rdio_api.ingest import CallWriter
-from rdio_api.routes import calls, health, transcription, upload
+from rdio_api.routes import calls, console, events, health, search, transcription, upload
+from rdio_api.schemas import EVENT_PAYLOADS
 from rdio_api.state import AppState
 from rdio_core import db
+from rdio_core.bounds import MAX_ID
 from rdio_core.settings import Settings, config_path
 from rdio_core.settings_reload import SettingsWatcher
 from rdio_core.storage import AudioStore
 
 log = logging.getLogger(__name__)
 
-# Extension points used by the transcription side: each gets the AppState once it is built and
-# returns a cleanup callable (or None).
+# What the lifespan starts once AppState is built; each returns its cleanup (or None).
 StartupHook = Callable[[AppState], Callable[[], None] | None]
-_startup_hooks: list[StartupHook] = []
-
-
-def add_startup_hook(hook: StartupHook) -> None:
-    _startup_hooks.append(hook)
+STARTUP_HOOKS: tuple[StartupHook, ...] = (transcription_hook.install, maintenance.install)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -48,8 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
             writer=CallWriter(factory, settings),
         )
         app.state.rdio = state
-        hooks = [transcription_hook.install, *_startup_hooks]
-        cleanups = [c for c in (hook(state) for hook in hooks) if c is not None]
+        cleanups = [c for c in (hook(state) for hook in STARTUP_HOOKS) if c is not None]
         watcher = SettingsWatcher(config_path(), settings, state.apply_settings).start()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.trigger)
@@ -73,7 +76,20 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Rdio Scanner-compatible call ingest with WhisperX transcription.",
         lifespan=lifespan,
+        # Served below behind docs_access instead of FastAPI's open defaults.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
+    _mount_docs(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        """FastAPI's 422 body unchanged; one DEBUG line, since a client's typo is not a server error."""
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        log.debug("422 on %s %s: %s %s", request.method, request.url.path, where, first.get("msg", ""))
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> PlainTextResponse:
@@ -84,4 +100,69 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(calls.router)
     app.include_router(transcription.router)
     app.include_router(health.router)
+    app.include_router(search.router)
+    app.include_router(events.router)
+    app.include_router(console.router)
     return app
+
+
+def _exact_bounds(node: Any) -> Any:
+    """Put back the integer bounds FastAPI's OpenAPI model turns into floats: ``le=2**63-1`` comes out
+    as 9.223372036854776e18, which is 2^63, and a fuzzer then sends 2^63 as a valid id."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name in ("minimum", "maximum") and isinstance(value, float) and value.is_integer():
+                node[name] = MAX_ID if value == float(MAX_ID) else int(value)
+            else:
+                _exact_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _exact_bounds(item)
+    return node
+
+
+def _with_event_schemas(schema: dict[str, Any]) -> dict[str, Any]:
+    """Name the ``data:`` payloads of /api/events among the components: no route returns them as
+    JSON, so FastAPI would not list them, and /docs would not show what a stream carries."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if EVENT_PAYLOADS[0].__name__ not in components:
+        _, defs = models_json_schema(
+            [(model, "serialization") for model in EVENT_PAYLOADS],
+            ref_template="#/components/schemas/{model}",
+        )
+        for name, definition in defs.get("$defs", {}).items():
+            components.setdefault(name, definition)
+    return schema
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs, /redoc and Swagger's OAuth2 redirect, each behind ``docs_access``.
+
+    A browser opening ``/docs?key=K`` gets a Swagger page that loads ``/openapi.json?key=K``: the page
+    cannot send a header for its own schema request. The key echoed is one that was just accepted.
+    """
+    guard = [Depends(docs_access)]
+
+    def schema_url(request: Request) -> str:
+        key = request.query_params.get("key")
+        return f"/openapi.json?key={quote(key, safe='')}" if key else "/openapi.json"
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(_exact_bounds(_with_event_schemas(app.openapi())))
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    async def swagger(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=schema_url(request),
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False, dependencies=guard)
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guard)
+    async def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(openapi_url=schema_url(request), title=f"{app.title} - ReDoc")

@@ -22,7 +22,8 @@ from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_api.call_fields import CallData
-from rdio_core.models import Call, JobStatus, System, Talkgroup, TranscriptionJob, utcnow
+from rdio_core import jobs, search
+from rdio_core.models import Call, Event, EventKind, JobStatus, System, Talkgroup, TranscriptionJob, utcnow
 from rdio_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,17 @@ class CallWriter:
                 ).scalars()
                 call_ids = dict(zip(fresh, ids, strict=True))
                 job_info = self._insert_jobs(session, items, fresh, call_ids)
+                # Searchable by label and unit at once; the transcript joins the document later.
+                search.index_calls(
+                    session, [(call_ids[idx], search.call_document(items[idx].call, None)) for idx in fresh]
+                )
+                session.execute(
+                    insert(Event),
+                    [
+                        {"kind": EventKind.CALL_CREATED, "call_id": call_ids[idx], "created_at": utcnow()}
+                        for idx in fresh
+                    ],
+                )
             session.commit()
         self._systems.update(systems)
         self._talkgroups.update(talkgroups)
@@ -213,18 +225,8 @@ class CallWriter:
             if plan is None:
                 continue
             status, reason = plan
-            rows.append(
-                {
-                    "call_id": call_ids[idx],
-                    "status": str(status),
-                    "attempts": 0,
-                    "priority": self.settings.transcription.default_priority,
-                    "error": reason,
-                    "created_at": now,
-                    "updated_at": now,
-                    "finished_at": now if status == JobStatus.SKIPPED else None,
-                }
-            )
+            priority = self.settings.transcription.default_priority
+            rows.append(jobs.job_row(call_ids[idx], priority, JobStatus(status), reason, now=now))
             owners.append(idx)
         if not rows:
             return {}

@@ -45,9 +45,6 @@ class JobStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
-
-
 class System(Base):
     __tablename__ = "systems"
 
@@ -97,7 +94,7 @@ class Call(Base):
     site: Mapped[str | None] = mapped_column(String(100))
     audio_name: Mapped[str | None] = mapped_column(String(255))
     audio_type: Mapped[str | None] = mapped_column(String(100))
-    audio_path: Mapped[str] = mapped_column(String(500))
+    audio_path: Mapped[str] = mapped_column(String(500), index=True)
     audio_sha256: Mapped[str] = mapped_column(String(64), index=True)
     audio_bytes: Mapped[int] = mapped_column(BigInteger)
     audio_mime: Mapped[str] = mapped_column(String(100))
@@ -148,3 +145,24 @@ class TranscriptionJob(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     call: Mapped[Call] = relationship(back_populates="jobs", lazy="raise")
+
+
+class EventKind(enum.StrEnum):
+    CALL_CREATED = "call.created"
+    TRANSCRIPT_UPDATED = "transcript.updated"  # a job ended: completed, skipped or failed
+
+
+class Event(Base):
+    """The live feed's log: one row per call stored or transcript finished, written in the same
+    transaction as the change. ``GET /api/events`` streams rows past a client's Last-Event-ID, so a
+    client that reconnects, or an API process other than the one that took the upload (the worker
+    writes its own rows), loses nothing; Redis pub/sub would drop whatever came while no one
+    listened. Rows older than ``api.events_keep_hours`` are deleted."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

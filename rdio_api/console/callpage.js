@@ -1,0 +1,203 @@
+// One call, everything stored about it: its fields and units, a player and clickable segments,
+// the model's raw text next to the filtered one with every removal and its reason, the job's
+// facts and history, and a re-transcribe button (the server decides whether this key may).
+
+import { ApiError, api } from "./api.js";
+import { transcriptNode } from "./cards.js";
+import { player } from "./player.js";
+import { bus, putCall, segmentsOf, systemLabels } from "./store.js";
+import { clear, h, seconds, systemName, talkgroupName, unitName, when } from "./dom.js";
+
+function value(v) {
+  if (v === null || v === undefined || v === "") return h("span.none", {}, "—");
+  if (typeof v === "object") return h("pre.json", {}, JSON.stringify(v, null, 2));
+  return String(v);
+}
+
+function definitionList(entries) {
+  return h(
+    "dl.fields",
+    {},
+    entries.map(([k, v]) => [h("dt", {}, k), h("dd", {}, value(v))]),
+  );
+}
+
+/** A table from a list of objects (units, frequencies, removals), columns in first-seen order. */
+function table(rows, columns) {
+  const cols = columns || [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  return h(
+    "div.table-wrap",
+    {},
+    h(
+      "table",
+      {},
+      h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, cols.map((c) => h("td", {}, value(r[c])))))),
+    ),
+  );
+}
+
+function section(title, ...children) {
+  return h("section.panel", {}, h("h2", {}, title), ...children);
+}
+
+function jobFacts(job) {
+  const confidence = typeof job.confidence === "number" ? `${(job.confidence * 100).toFixed(0)} %` : null;
+  const language =
+    job.language && typeof job.language_probability === "number"
+      ? `${job.language} (${(job.language_probability * 100).toFixed(0)} %)`
+      : job.language;
+  return definitionList([
+    ["job", job.id],
+    ["status", job.status],
+    ["error", job.error],
+    ["model", job.model],
+    ["language", language],
+    ["device", [job.device, job.compute_type].filter(Boolean).join(" / ")],
+    ["confidence", confidence],
+    ["audio", seconds(job.audio_seconds, 2)],
+    ["processing", typeof job.processing_ms === "number" ? `${Math.round(job.processing_ms)} ms` : null],
+    ["real-time factor", job.real_time_factor],
+    ["attempts", job.attempts],
+    ["worker", job.worker],
+    ["created", job.created_at],
+    ["started", job.started_at],
+    ["finished", job.finished_at],
+  ]);
+}
+
+function transcriptSections(call, body) {
+  if (!body) return [section("Transcript", h("p.status", {}, "No transcription job for this call."))];
+  const done = body.transcript;
+  const latest = body.latest_job;
+  const out = [];
+  const result = done?.result || {};
+  out.push(
+    section(
+      "Transcript",
+      done
+        ? transcriptNode(call, done.segments)
+        : h("p.status", {}, `Latest job: ${latest.status}${latest.error ? ` (${latest.error})` : ""}`),
+    ),
+  );
+  if (done) {
+    const removed = Array.isArray(result.removed) ? result.removed : [];
+    out.push(
+      section(
+        "Raw and filtered text",
+        h(
+          "div.compare",
+          {},
+          h("div", {}, h("h3", {}, "model output (raw)"), h("p.raw", {}, result.raw_text ?? "—")),
+          h("div", {}, h("h3", {}, "after filters"), h("p.filtered", {}, done.text || "(no speech)")),
+        ),
+        removed.length
+          ? table(removed, ["segment", "start", "end", "text", "reason", "detail"])
+          : h("p.note", {}, result.mode === "plain" ? "Plain mode: no filters ran." : "Nothing was removed."),
+        result.filters?.length ? h("p.note", {}, `Filters: ${result.filters.join(", ")}`) : null,
+        result.alignment_note ? h("p.note", {}, `Alignment: ${result.alignment_note}`) : null,
+        result.language_note ? h("p.note", {}, `Language: ${result.language_note}`) : null,
+      ),
+    );
+    out.push(section("Transcription job", jobFacts(done)));
+  }
+  if (latest && latest.id !== done?.id) out.push(section(`Latest job (${latest.status})`, jobFacts(latest)));
+  out.push(
+    section(
+      "Job history",
+      table(
+        body.history.map((j) => ({ job: j.id, status: j.status, finished: j.finished_at })),
+        ["job", "status", "finished"],
+      ),
+    ),
+  );
+  return out;
+}
+
+export function callView(root, callId) {
+  const head = h("div.call-head");
+  const body = h("div.call-body");
+  const retranscribe = h("button", { type: "button" }, "Re-transcribe");
+  const jobNote = h("p.note", { role: "status" });
+  clear(root, head, body);
+  let alive = true;
+  let call = null;
+
+  async function load() {
+    try {
+      const [full, labels] = await Promise.all([api(`/api/calls/${callId}`), systemLabels()]);
+      const transcription = await api(`/api/calls/${callId}/transcription`).catch((e) => {
+        if (e instanceof ApiError && e.status === 404) return null;
+        throw e;
+      });
+      if (!alive) return;
+      call = putCall(full);
+      Object.assign(call, {
+        transcription_status: transcription?.status ?? null,
+        transcript: transcription?.transcript?.text ?? null,
+      });
+      if (transcription?.transcript) segmentsOf.set(callId, transcription.transcript.segments || []);
+      render(full, labels, transcription);
+    } catch (error) {
+      if (!alive) return;
+      clear(head, h("h1", {}, `Call ${callId}`), h("p.error", {}, error.message));
+    }
+  }
+
+  function render(full, labels, transcription) {
+    clear(
+      head,
+      h("h1", {}, `${talkgroupName(full)} · ${systemName(full, labels)}`),
+      h(
+        "p.meta",
+        {},
+        [when(full.date_time), unitName(full), full.duration_seconds != null ? seconds(full.duration_seconds) : ""]
+          .filter(Boolean)
+          .join(" · "),
+      ),
+      h(
+        "div.actions",
+        {},
+        h("button.play", { type: "button", onclick: () => player.play(call) }, "▶ Play"),
+        retranscribe,
+      ),
+      jobNote,
+    );
+    const listed = (rows) => Array.isArray(rows) && rows.length > 0;
+    const units = listed(full.sources) ? table(full.sources) : h("p.note", {}, unitName(full) || "No unit list.");
+    const rest = Object.entries(full).filter(([k]) => !["sources", "frequencies", "meta"].includes(k));
+    clear(
+      body,
+      ...transcriptSections(call, transcription),
+      section("Units", units),
+      listed(full.frequencies) ? section("Frequencies", table(full.frequencies)) : null,
+      section("Stored fields", definitionList(rest)),
+      full.meta ? section("Recorder metadata", h("details", {}, h("summary", {}, "meta"), value(full.meta))) : null,
+    );
+  }
+
+  retranscribe.addEventListener("click", async () => {
+    retranscribe.disabled = true;
+    jobNote.classList.remove("error");
+    try {
+      const job = await api("/api/transcription/jobs", { method: "POST", json: { call_id: callId } });
+      jobNote.textContent = `Job ${job.id} ${job.status}. The transcript updates here when it is done.`;
+      load();
+    } catch (error) {
+      jobNote.textContent = `Cannot re-transcribe: ${error.message}`;
+      jobNote.classList.add("error");
+    } finally {
+      retranscribe.disabled = false;
+    }
+  });
+
+  const onTranscript = (e) => {
+    if (e.detail.callId === callId && alive) load();
+  };
+  bus.addEventListener("transcript", onTranscript);
+  load();
+  return () => {
+    alive = false;
+    bus.removeEventListener("transcript", onTranscript);
+  };
+}

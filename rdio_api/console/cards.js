@@ -1,0 +1,176 @@
+// A call as a card (feed and search results) and a transcript as clickable segments. Cards are
+// re-rendered in place when the store says a call's transcript changed; the segment being spoken
+// is highlighted from the player's "time" events, wherever the call is shown.
+
+import { player } from "./player.js";
+import { isAvoided, prefs, tgKey, toggleAvoidSystem, toggleAvoidTalkgroup, toggleHold } from "./prefs.js";
+import { calls, loadSegments, segmentsOf } from "./store.js";
+import { h, seconds, snippetNode, systemName, talkgroupName, unitName, when } from "./dom.js";
+
+const STATUS_TEXT = {
+  pending: "waiting for a worker",
+  queued: "transcription queued",
+  running: "transcribing…",
+  completed: "transcribed",
+  skipped: "not transcribed",
+  failed: "transcription failed",
+};
+
+/** The transcript of a call: segments (clickable, highlightable) when known, else the text. */
+export function transcriptNode(call, segments = segmentsOf.get(call.id)) {
+  const box = h("div.transcript", { dataset: { callId: call.id } });
+  if (call.transcription_status !== "completed") {
+    const why = call.transcription_error ? `: ${call.transcription_error}` : "";
+    box.append(h("p.status", {}, (STATUS_TEXT[call.transcription_status] || "no transcript") + why));
+    return box;
+  }
+  if (segments?.length) {
+    box.append(
+      h(
+        "p.segments",
+        {},
+        segments.map((seg) =>
+          h(
+            "span.seg",
+            {
+              role: "button",
+              tabindex: "0",
+              title: `${seg.start.toFixed(1)}–${seg.end.toFixed(1)} s: play from here`,
+              dataset: { start: seg.start, end: seg.end },
+            },
+            seg.text,
+            " ",
+          ),
+        ),
+      ),
+    );
+  } else {
+    box.append(h("p.text", {}, call.transcript || "(no speech)"));
+  }
+  return box;
+}
+
+/** Hold/mute choices for the call's talkgroup and system; labels are read when the menu opens. */
+function menu(call) {
+  const items = h("div.menu-items");
+  const fill = () => {
+    const held = prefs.hold?.system === call.system && prefs.hold?.talkgroup === call.talkgroup;
+    const tgMuted = prefs.avoidTalkgroups.includes(tgKey(call.system, call.talkgroup));
+    const sysMuted = prefs.avoidSystems.includes(call.system);
+    const item = (label, action) => {
+      const close = (e) => e.target.closest("details").removeAttribute("open");
+      return h("button", { type: "button", onclick: (e) => (action(), close(e)) }, label);
+    };
+    items.replaceChildren(
+      item(held ? "Release hold" : "Hold talkgroup", () => toggleHold(call.system, call.talkgroup)),
+      item(tgMuted ? "Unmute talkgroup" : "Mute talkgroup", () => toggleAvoidTalkgroup(call.system, call.talkgroup)),
+      item(sysMuted ? "Unmute system" : "Mute system", () => toggleAvoidSystem(call.system)),
+    );
+  };
+  return h(
+    "details.menu",
+    { ontoggle: (e) => e.target.open && fill() },
+    h("summary", { title: "Hold or mute this talkgroup or system", "aria-label": "Scanner choices" }, "⋯"),
+    items,
+  );
+}
+
+/** A card for `call`; `snippet` (search) replaces the transcript text with highlighted hits. */
+export function callCard(call, { labels, snippet } = {}) {
+  // A search hit shows its snippet; the full transcript (segments to follow and click) once it plays.
+  const card = h(
+    snippet === undefined ? "article.card" : "article.card.has-snippet",
+    { dataset: { callId: call.id } },
+    h(
+      "header",
+      {},
+      h("button.play", {
+        type: "button",
+        onclick: () => (player.current?.id === call.id && player.playing ? player.audio.pause() : player.play(call)),
+      }),
+      h(
+        "div.who",
+        {},
+        h("span.tg", {}, talkgroupName(call)),
+        h("span.sys", {}, `${systemName(call, labels)} · TG ${call.talkgroup}`),
+        call.talkgroup_tag ? h("span.tag", {}, call.talkgroup_tag) : null,
+      ),
+      menu(call),
+    ),
+    h(
+      "p.meta",
+      {},
+      h("time", { datetime: call.date_time, title: call.date_time }, when(call.date_time)),
+      unitName(call) ? h("span.unit", {}, unitName(call)) : null,
+      call.duration_seconds != null ? h("span.dur", {}, seconds(call.duration_seconds)) : null,
+      h("a.open", { href: `/calls/${call.id}`, "data-link": "" }, `#${call.id}`),
+    ),
+    snippet !== undefined ? snippetNode(snippet) : null,
+    transcriptNode(call),
+  );
+  syncCard(card);
+  return card;
+}
+
+/** Show on a card whether its call is the one playing (button face, "now" outline, muted look). */
+function syncCard(card) {
+  const id = Number(card.dataset.callId);
+  const call = calls.get(id);
+  const playing = player.current?.id === id && player.playing;
+  card.classList.toggle("now", player.current?.id === id);
+  if (call) card.classList.toggle("avoided", isAvoided(call));
+  const button = card.querySelector("button.play");
+  button.textContent = playing ? "❚❚" : "▶";
+  button.title = playing ? "Pause" : "Play this call";
+  button.setAttribute("aria-label", button.title);
+}
+
+export function syncCards() {
+  for (const card of document.querySelectorAll("article.card[data-call-id]")) syncCard(card);
+}
+
+/** Highlight the segment under `time` in every transcript of `callId` on the page. */
+function highlight(callId, time) {
+  for (const seg of document.querySelectorAll(".seg.speaking")) {
+    if (Number(seg.closest(".transcript").dataset.callId) !== callId) seg.classList.remove("speaking");
+  }
+  for (const seg of document.querySelectorAll(`.transcript[data-call-id="${callId}"] .seg`)) {
+    seg.classList.toggle("speaking", time >= Number(seg.dataset.start) && time < Number(seg.dataset.end));
+  }
+}
+
+/** Wire the page-wide handlers once: segment clicks seek, player time highlights. */
+export function installCardHandlers(root) {
+  player.addEventListener("time", (e) => highlight(e.detail.callId, e.detail.time));
+  const seekFrom = (target) => {
+    const seg = target.closest(".seg");
+    const box = target.closest(".transcript[data-call-id]");
+    if (!seg || !box) return false;
+    const call = calls.get(Number(box.dataset.callId));
+    if (call) player.seek(call, Number(seg.dataset.start));
+    return true;
+  };
+  root.addEventListener("click", (e) => seekFrom(e.target));
+  root.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && seekFrom(e.target)) e.preventDefault();
+  });
+  // A call's segments are fetched when it starts playing, so the highlight has something to follow.
+  player.addEventListener("state", () => {
+    syncCards();
+    const call = player.current;
+    if (call && call.transcription_status === "completed" && !segmentsOf.has(call.id)) {
+      loadSegments(call.id)
+        .then(() => refreshTranscripts(call.id))
+        .catch(() => {});
+    }
+  });
+}
+
+/** Re-render every transcript box of `callId` (after its transcript or segments changed). */
+export function refreshTranscripts(callId) {
+  const call = calls.get(callId);
+  if (!call) return;
+  for (const box of document.querySelectorAll(`.transcript[data-call-id="${callId}"]`)) {
+    box.replaceWith(transcriptNode(call));
+  }
+}

@@ -1,0 +1,92 @@
+"""``GET /api/search``: full-text search over transcripts, labels and unit ids (rdio_core.search)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+
+from rdio_api.deps import ReadKey, SessionDep, latest_jobs, restrict_to_key
+from rdio_api.responses import AUTH, INVALID, Message, Responses
+from rdio_api.schemas import CallOut, SearchPage, SearchResult
+from rdio_core import search
+from rdio_core.bounds import Id, Time
+from rdio_core.models import Call, JobStatus
+
+router = APIRouter(tags=["search"])
+_BAD_SEARCH: Responses = {
+    400: {"model": Message, "description": "A query with no words (or over 16 terms), or a foreign cursor"}
+}
+
+
+def _cursor(kind: str, value: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str, kind: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        got, _, value = raw.partition(":")
+        number = int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "Invalid cursor") from None
+    if got != kind or not 0 <= number < 2**63:
+        raise HTTPException(400, "Invalid cursor (made for another order?)")
+    return number
+
+
+@router.get("/api/search", response_model=SearchPage, responses={**_BAD_SEARCH, **AUTH, **INVALID})
+def search_calls(
+    key: ReadKey,
+    session: SessionDep,
+    q: str = Query(..., min_length=1, max_length=500, description='words, "phrases", prefix*'),
+    system: Id | None = None,
+    talkgroup: Id | None = None,
+    since: Time | None = Query(None, description="calls at or after this time (RFC 3339)"),
+    until: Time | None = Query(None, description="calls before this time (RFC 3339)"),
+    has_audio: bool | None = None,
+    order: Literal["newest", "relevance"] = "newest",
+    cursor: str | None = None,
+    limit: int = Query(20, ge=1, le=100),
+) -> SearchPage:
+    try:
+        parsed = search.parse_query(q)
+    except search.QueryError as exc:
+        raise HTTPException(400, str(exc)) from None
+    stmt = restrict_to_key(select(Call), key)
+    if system is not None:
+        stmt = stmt.where(Call.system_id == system)
+    if talkgroup is not None:
+        stmt = stmt.where(Call.talkgroup == talkgroup)
+    if since is not None:
+        stmt = stmt.where(Call.date_time >= since)
+    if until is not None:
+        stmt = stmt.where(Call.date_time < until)
+    if has_audio is not None:
+        stmt = stmt.where(Call.audio_bytes > 0 if has_audio else Call.audio_bytes <= 0)
+    offset = 0
+    if order == "newest" and cursor:
+        stmt = stmt.where(Call.id < _read_cursor(cursor, "id"))
+    elif cursor:
+        offset = _read_cursor(cursor, "offset")
+    stmt = search.apply_match(stmt, session.get_bind().dialect.name, parsed, order)
+    rows = list(session.execute(stmt.limit(limit + 1).offset(offset)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    jobs = latest_jobs(session, [c.id for c in rows])
+    results = []
+    for call in rows:
+        job = jobs.get(call.id)
+        done = job is not None and job.status == JobStatus.COMPLETED and job.text
+        source = job.text if done and job is not None else _labels(call)
+        results.append(SearchResult(call=CallOut.of(call, job), snippet=search.snippet(source or "", parsed)))
+    next_cursor = None
+    if more and rows:
+        next_cursor = _cursor("id", rows[-1].id) if order == "newest" else _cursor("offset", offset + limit)
+    return SearchPage(results=results, next_cursor=next_cursor)
+
+
+def _labels(call: Call) -> str:
+    return " · ".join(str(v) for v in (getattr(call, f) for f in search.LABEL_FIELDS) if v not in (None, ""))
