@@ -115,7 +115,14 @@ class CallPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 
-class SystemOut(_Rows):
+class _Activity(BaseModel):
+    """Calls the asking key may see, and when the newest of them began (for the talkgroups view)."""
+
+    call_count: int = 0
+    last_call_at: UtcTime | None = None
+
+
+class SystemOut(_Rows, _Activity):
     id: int
     label: str | None
 
@@ -124,7 +131,7 @@ class SystemList(BaseModel):
     systems: list[SystemOut]
 
 
-class TalkgroupOut(_Rows):
+class TalkgroupOut(_Rows, _Activity):
     system: int = Field(validation_alias="system_id")
     talkgroup: int
     label: str | None

@@ -494,6 +494,10 @@ def test_usable_at_phone_width(phone, stack, systems):
         assert phone.page.evaluate("window.innerWidth") == PHONE["width"]
         assert phone.no_horizontal_scroll(), f"{path} scrolls sideways at {PHONE['width']} px"
         phone.screenshot(name)
+    # The talkgroups view shows each talkgroup's call count and last activity from the API.
+    section = phone.page.locator(f"section.panel[data-system='{systems[0]}']")
+    assert "calls" in section.locator("span.activity").inner_text()
+    assert phone.page.locator("text=does not report call counts").count() == 0
     assert phone.console_errors == []
 
 

@@ -116,7 +116,7 @@ def test_audio_download_and_range(server, seeded):
 def test_systems_and_talkgroups(server, seeded):
     system, _, _ = seeded
     systems = get(server, "/api/systems").json()["systems"]
-    assert {"id": system, "label": "County P25"} in systems
+    assert {"id": system, "label": "County P25"} in [{"id": x["id"], "label": x["label"]} for x in systems]
     tgs = get(server, "/api/talkgroups", system=system).json()["talkgroups"]
     assert [(t["talkgroup"], t["label"]) for t in tgs] == [(100, "FD Dispatch"), (101, "FD Dispatch")]
 
@@ -150,3 +150,34 @@ def test_public_read(tmp_path, database_url):
         assert httpx.get(f"{srv.url}/api/calls", headers={"X-API-Key": "typo"}).status_code == 401
     finally:
         srv.stop()
+
+
+def test_talkgroups_and_systems_report_counts_and_last_activity(server):
+    """The console's talkgroups view: calls per talkgroup and system, and the newest call's time."""
+    from tests.conftest import SCOPED_KEY
+    from tests.helpers import clip
+    from tests.test_upload import fresh_system, post, sdrtrunk_fields
+
+    system = fresh_system()
+    now = int(time.time())
+    for talkgroup, offset in ((100, 0), (100, 60), (555, 120)):
+        r = post(
+            server,
+            sdrtrunk_fields(system, talkgroup=talkgroup, when=now - 600 + offset),
+            clip("speech_sdrtrunk.mp3"),
+        )
+        assert r.status_code == 200 and r.text == "Call imported successfully.", r.text
+
+    def talkgroups(key: str) -> dict[int, dict]:
+        r = httpx.get(f"{server.url}/api/talkgroups", params={"system": system}, headers={"X-API-Key": key})
+        return {t["talkgroup"]: t for t in r.json()["talkgroups"]}
+
+    got = talkgroups(READ_KEY)
+    assert (got[100]["call_count"], got[555]["call_count"]) == (2, 1)
+    assert got[555]["last_call_at"] > got[100]["last_call_at"]
+    systems = {
+        x["id"]: x
+        for x in httpx.get(f"{server.url}/api/systems", headers={"X-API-Key": READ_KEY}).json()["systems"]
+    }
+    assert systems[system]["call_count"] == 3 and systems[system]["last_call_at"] == got[555]["last_call_at"]
+    assert talkgroups(SCOPED_KEY) == {}  # a key without this system sees none of its activity

@@ -13,12 +13,21 @@ from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import defer
 
 from rdio_api.deps import ReadKey, SessionDep, StateDep, latest_jobs, load_call, restrict_to_key
 from rdio_api.responses import AUTH, BAD_REQUEST, GONE, INVALID, NOT_FOUND, Responses
-from rdio_api.schemas import LARGE_FIELDS, CallDetail, CallOut, CallPage, SystemList, TalkgroupList
+from rdio_api.schemas import (
+    LARGE_FIELDS,
+    CallDetail,
+    CallOut,
+    CallPage,
+    SystemList,
+    SystemOut,
+    TalkgroupList,
+    TalkgroupOut,
+)
 from rdio_core.bounds import Id, OutOfRange, Time, check_id, naive_utc
 from rdio_core.models import Call, JobStatus, System, Talkgroup, TranscriptionJob
 
@@ -151,7 +160,30 @@ def list_systems(key: ReadKey, session: SessionDep) -> SystemList:
     stmt = select(System).order_by(System.id)
     if key is not None and not isinstance(key.systems, str):  # a list of grants, not ALL
         stmt = stmt.where(System.id.in_([g.id for g in key.systems]))
-    return SystemList.model_validate({"systems": session.execute(stmt).scalars().all()})
+    per_system: dict[int, tuple[int, datetime | None]] = {}
+    for (system, _), (count, last) in _activity(session, key).items():
+        total, newest = per_system.get(system, (0, None))
+        per_system[system] = (total + count, max(filter(None, (newest, last)), default=None))
+    systems = [
+        SystemOut.model_validate(s).model_copy(
+            update=dict(zip(("call_count", "last_call_at"), per_system.get(s.id, (0, None)), strict=True))
+        )
+        for s in session.execute(stmt).scalars()
+    ]
+    return SystemList(systems=systems)
+
+
+def _activity(
+    session: SessionDep, key: ReadKey, system: int | None = None
+) -> dict[tuple[int, int], tuple[int, datetime | None]]:
+    """(system, talkgroup) -> (calls, newest start) over the calls the key may see: one grouped
+    query that the (system_id, talkgroup, date_time) index answers without reading call rows."""
+    stmt = select(Call.system_id, Call.talkgroup, func.count(), func.max(Call.date_time)).group_by(
+        Call.system_id, Call.talkgroup
+    )
+    if system is not None:
+        stmt = stmt.where(Call.system_id == system)
+    return {(s, t): (n, last) for s, t, n, last in session.execute(restrict_to_key(stmt, key))}
 
 
 @router.get("/api/talkgroups", response_model=TalkgroupList, responses={**AUTH, **INVALID})
@@ -159,7 +191,18 @@ def list_talkgroups(key: ReadKey, session: SessionDep, system: Id | None = None)
     stmt = select(Talkgroup).order_by(Talkgroup.system_id, Talkgroup.talkgroup)
     if system is not None:
         stmt = stmt.where(Talkgroup.system_id == system)
+    activity = _activity(session, key, system)
     items = [
-        t for t in session.execute(stmt).scalars() if key is None or key.allows(t.system_id, t.talkgroup)
+        TalkgroupOut.model_validate(t).model_copy(
+            update=dict(
+                zip(
+                    ("call_count", "last_call_at"),
+                    activity.get((t.system_id, t.talkgroup), (0, None)),
+                    strict=True,
+                )
+            )
+        )
+        for t in session.execute(stmt).scalars()
+        if key is None or key.allows(t.system_id, t.talkgroup)
     ]
-    return TalkgroupList.model_validate({"talkgroups": items})
+    return TalkgroupList(talkgroups=items)
