@@ -17,15 +17,14 @@ import psutil
 import pytest
 import yaml
 
-from rdio_core import jobs
 from rdio_core.db import make_session_factory, upgrade
 from rdio_core.embedded_redis import EmbeddedRedis
-from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
+from rdio_core.models import JobStatus, TranscriptionJob
 from rdio_core.settings import Settings
 from rdio_tasks.celery_app import app
 from rdio_tasks.dispatch import Dispatcher
 from tests.conftest import ADMIN_KEY, READ_KEY, base_config
-from tests.helpers import ServerProcess, clip, raw_request, sdrtrunk_body
+from tests.helpers import ServerProcess, call_with_job, clip, raw_request, sdrtrunk_body
 from tests.test_upload import fresh_system, sdrtrunk_fields
 
 LOCAL_REDIS_PORT = 6379  # the port a guessed default would reach
@@ -106,25 +105,7 @@ def test_serve_with_broker_down_stops_promptly(tmp_path, database_url):
 
 
 def new_job(factory) -> int:
-    with factory() as session:
-        system = fresh_system()
-        session.add(System(id=system, label="broker"))
-        session.flush()
-        call = Call(
-            system_id=system,
-            talkgroup=1,
-            date_time=utcnow(),
-            audio_path="x.mp3",
-            audio_sha256="0" * 64,
-            audio_bytes=1,
-            audio_mime="audio/mpeg",
-            client_kind="test",
-        )
-        session.add(call)
-        session.flush()
-        job_id = jobs.create_job(session, call.id, priority=3).id
-        session.commit()
-        return job_id
+    return call_with_job(factory, fresh_system(), "broker")
 
 
 def test_publish_with_broker_down_leaves_the_job_pending(tmp_path, db_engine):

@@ -10,7 +10,8 @@ from sqlalchemy import update
 
 from rdio_core import jobs
 from rdio_core.db import make_session_factory, upgrade
-from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
+from rdio_core.models import JobStatus, TranscriptionJob, utcnow
+from tests.helpers import call_with_job
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +25,7 @@ _ids = iter(range(int(time.time() * 1000) % 10**9, 10**10))
 
 @pytest.fixture
 def job_id(factory) -> int:
-    system = next(_ids) % 2_000_000_000
-    with factory() as session:
-        session.add(System(id=system, label="jobs"))
-        session.flush()
-        call = Call(
-            system_id=system,
-            talkgroup=1,
-            date_time=utcnow(),
-            audio_path="x.mp3",
-            audio_sha256="0" * 64,
-            audio_bytes=1,
-            audio_mime="audio/mpeg",
-            client_kind="test",
-        )
-        session.add(call)
-        session.flush()
-        job = jobs.create_job(session, call.id, priority=3)
-        session.commit()
-        return job.id
+    return call_with_job(factory, next(_ids) % 2_000_000_000, "jobs")
 
 
 def status(factory, job_id) -> TranscriptionJob:

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 from rdio_core import jobs
 from rdio_core.db import make_session_factory, upgrade
 from rdio_core.embedded_redis import EmbeddedRedis, free_port
-from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
+from rdio_core.models import JobStatus, TranscriptionJob
 from rdio_core.settings import ConfigError, Settings, load_settings
 from rdio_core.storage import AudioStore
 from rdio_tasks import broker_compat
@@ -34,7 +34,7 @@ from rdio_tasks.errors import (
 )
 from rdio_tasks.radio import RadioOptions
 from rdio_tasks.tasks import settle_failure
-from tests.helpers import REPO
+from tests.helpers import REPO, call_with_job
 
 
 def raised(fn) -> BaseException:  # type: ignore[no-untyped-def]
@@ -121,24 +121,7 @@ def ctx(tmp_path, database_url, db_engine) -> WorkerContext:
 @pytest.fixture
 def claimed(ctx) -> int:
     """A job claimed by worker "w1" (attempt 1)."""
-    system = int(time.time() * 1000) % 2_000_000_000
-    with ctx.factory() as session:
-        session.add(System(id=system, label="errors"))
-        session.flush()
-        call = Call(
-            system_id=system,
-            talkgroup=1,
-            date_time=utcnow(),
-            audio_path="x.mp3",
-            audio_sha256="0" * 64,
-            audio_bytes=1,
-            audio_mime="audio/mpeg",
-            client_kind="test",
-        )
-        session.add(call)
-        session.flush()
-        job_id = jobs.create_job(session, call.id, priority=3).id
-        session.commit()
+    job_id = call_with_job(ctx.factory, int(time.time() * 1000) % 2_000_000_000, "errors")
     assert jobs.claim(ctx.factory, job_id, "w1", 60, 3).outcome is jobs.ClaimOutcome.CLAIMED
     return job_id
 

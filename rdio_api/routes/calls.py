@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import defer
 
-from rdio_api.deps import ReadKey, SessionDep, StateDep, latest_jobs, load_call, restrict_to_key
+from rdio_api.deps import ReadKey, SessionDep, StateDep, filter_calls, latest_jobs, load_call, restrict_to_key
 from rdio_api.responses import AUTH, BAD_REQUEST, GONE, INVALID, NOT_FOUND, Responses
 from rdio_api.schemas import (
     LARGE_FIELDS,
@@ -74,17 +74,8 @@ def list_calls(
     """Newest first, call summaries (no meta, sources, frequencies: see /api/calls/{id}). A page
     ends at ``limit`` calls or at ``api.max_list_bytes`` of JSON, whichever comes first (always at
     least one call); ``next_cursor`` then fetches the next one."""
-    stmt = restrict_to_key(
-        select(Call).options(*(defer(getattr(Call, f), raiseload=True) for f in LARGE_FIELDS)), key
-    )
-    if system is not None:
-        stmt = stmt.where(Call.system_id == system)
-    if talkgroup is not None:
-        stmt = stmt.where(Call.talkgroup == talkgroup)
-    if since is not None:
-        stmt = stmt.where(Call.date_time >= since)
-    if until is not None:
-        stmt = stmt.where(Call.date_time < until)
+    lean = select(Call).options(*(defer(getattr(Call, f), raiseload=True) for f in LARGE_FIELDS))
+    stmt = filter_calls(restrict_to_key(lean, key), system, talkgroup, since, until)
     if has_transcript is not None:
         done = exists().where(
             TranscriptionJob.call_id == Call.id,

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from rdio_api.deps import ReadKey, SessionDep, latest_jobs, restrict_to_key
+from rdio_api.deps import ReadKey, SessionDep, filter_calls, latest_jobs, restrict_to_key
 from rdio_api.responses import AUTH, INVALID, Message, Responses
 from rdio_api.schemas import CallOut, SearchPage, SearchResult
 from rdio_core import search
@@ -55,15 +55,7 @@ def search_calls(
         parsed = search.parse_query(q)
     except search.QueryError as exc:
         raise HTTPException(400, str(exc)) from None
-    stmt = restrict_to_key(select(Call), key)
-    if system is not None:
-        stmt = stmt.where(Call.system_id == system)
-    if talkgroup is not None:
-        stmt = stmt.where(Call.talkgroup == talkgroup)
-    if since is not None:
-        stmt = stmt.where(Call.date_time >= since)
-    if until is not None:
-        stmt = stmt.where(Call.date_time < until)
+    stmt = filter_calls(restrict_to_key(select(Call), key), system, talkgroup, since, until)
     if has_audio is not None:
         stmt = stmt.where(Call.audio_bytes > 0 if has_audio else Call.audio_bytes <= 0)
     offset = 0
