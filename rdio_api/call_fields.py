@@ -38,7 +38,7 @@ _META_COPIED = ("srcList", "freqList")
 
 def _required(value: Any, parsed: Any, what: str, why: str) -> Any:
     if parsed is None:
-        raise IncompleteCall(what, why if _text(value) is not None else None)
+        raise IncompleteCall(what, why if clean_text(value) is not None else None)
     return parsed
 
 
@@ -65,10 +65,12 @@ class CallData:
     ignored: dict[str, str] = field(default_factory=dict)
 
 
-def _text(value: Any, limit: int = 200) -> str | None:
+def clean_text(value: Any, limit: int = 200) -> str | None:
+    """A label as stored: stripped, cut to ``limit``, None when empty or "null". NUL characters are
+    dropped: PostgreSQL text cannot hold them (SQLite can), so one in a talker alias was a 503."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(value).replace("\x00", "").strip()
     if not text or text.lower() == "null":
         return None
     return text[:limit]
@@ -208,15 +210,15 @@ def from_rdio_fields(fields: dict[str, str]) -> CallData:
         frequencies=frequencies,
         sources=sources,
         patches=_int_list(fields.get("patches") or fields.get("patched_talkgroups"), "patches", ignored),
-        talkgroup_label=_text(fields.get("talkgroupLabel")),
-        talkgroup_group=_text(fields.get("talkgroupGroup")),
-        talkgroup_tag=_text(fields.get("talkgroupTag")),
-        talkgroup_name=_text(fields.get("talkgroupName")),
-        system_label=_text(fields.get("systemLabel")),
-        talker_alias=_text(fields.get("talkerAlias")),
-        site=_text(fields.get("site"), 100),
-        audio_name=_text(fields.get("audioName"), 255),
-        audio_type=_text(fields.get("audioType"), 100),
+        talkgroup_label=clean_text(fields.get("talkgroupLabel")),
+        talkgroup_group=clean_text(fields.get("talkgroupGroup")),
+        talkgroup_tag=clean_text(fields.get("talkgroupTag")),
+        talkgroup_name=clean_text(fields.get("talkgroupName")),
+        system_label=clean_text(fields.get("systemLabel")),
+        talker_alias=clean_text(fields.get("talkerAlias")),
+        site=clean_text(fields.get("site"), 100),
+        audio_name=clean_text(fields.get("audioName"), 255),
+        audio_type=clean_text(fields.get("audioType"), 100),
         ignored=ignored,
     )
 

@@ -356,3 +356,22 @@ def test_early_answer_closes_so_a_client_writing_its_body_is_not_stuck(strict_se
     sock.close()
     assert (status, text) == (401, "Invalid API key") and closed
     assert time.monotonic() - started < BODY_TIMEOUT  # not freed by the body timeout
+
+
+def test_nul_characters_in_labels_are_dropped_not_a_503(strict_server):
+    """PostgreSQL text cannot hold NUL (SQLite can): a talker alias with one was a 503 there
+    (found by the fuzz suite on PostgreSQL)."""
+    fields = [*sdrtrunk_fields(fresh_system()), ("talkerAlias", "E\x0012")]
+    fields = [(k, v) for k, v in fields if not (k == "talkerAlias" and v == "E12")]
+    r = post(
+        strict_server,
+        fields,
+        clip("speech_sdrtrunk.mp3"),
+        filename="a\x00b.mp3",
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    call = httpx.get(
+        f"{strict_server.url}/api/calls/{r.json()['id']}", headers={"X-API-Key": "admin-key"}
+    ).json()
+    assert call["talker_alias"] == "E12"

@@ -18,7 +18,14 @@ from starlette.requests import ClientDisconnect
 
 from rdio_api import metrics
 from rdio_api.auth import has_scope
-from rdio_api.call_fields import CallData, IncompleteCall, from_rdio_fields, from_trunk_recorder, parse_id
+from rdio_api.call_fields import (
+    CallData,
+    IncompleteCall,
+    clean_text,
+    from_rdio_fields,
+    from_trunk_recorder,
+    parse_id,
+)
 from rdio_api.form import Authenticate, FormError, UploadForm, read_form
 from rdio_api.ingest import CommitError, IngestItem, StoredAudio
 from rdio_api.state import AppState
@@ -155,10 +162,8 @@ async def _accept(
         return _text(
             401, f"Invalid API key for system {call.system} talkgroup {call.talkgroup}.", "unauthorized"
         )
-    call.audio_name = call.audio_name or (form.audio_filename or None)
-    if call.audio_name:
-        call.audio_name = call.audio_name[:255]
-    call.audio_type = call.audio_type or form.audio_content_type
+    call.audio_name = call.audio_name or clean_text(form.audio_filename, 255)
+    call.audio_type = call.audio_type or clean_text(form.audio_content_type, 100)
 
     try:
         stored = await run_in_threadpool(_store, state.store, call, form.audio)
