@@ -22,7 +22,12 @@ export function forgetKey() {
 
 /** Show the key dialog; resolves once a key is saved. `reason` explains why it is asked again. */
 export function askForKey(reason = "") {
-  if (pendingPrompt) return pendingPrompt;
+  if (pendingPrompt) {
+    // Concurrent requests share one dialog; a request that knows why must not lose that to one
+    // that does not (a refused key is forgotten by the first 401, so later ones sent no key).
+    if (reason) document.getElementById("key-error").textContent = reason;
+    return pendingPrompt;
+  }
   const dialog = document.getElementById("key-dialog");
   const form = document.getElementById("key-form");
   const input = document.getElementById("key-input");
@@ -79,8 +84,9 @@ export async function api(path, { method = "GET", json, headers = {}, signal, ra
     if (response.status === 401 && attempt < 5) {
       // Another request may already have replaced a refused key: retry with that one first.
       if (storedKey() !== sent) continue;
-      if (sent) forgetKey();
-      await askForKey(sent ? "That key was refused: " + (await errorText(response)) : "");
+      const reason = sent ? "That key was refused: " + (await errorText(response)) : "";
+      if (sent && storedKey() === sent) forgetKey();
+      await askForKey(reason);
       continue;
     }
     if (!response.ok) throw new ApiError(response.status, await errorText(response));
