@@ -276,7 +276,9 @@ async def _timed(
         if keyless:
             wait = min(wait, key_deadline - loop.time())
         try:
-            chunk = await asyncio.wait_for(it.__anext__(), max(wait, 0.0))
+            # asyncio.timeout, not wait_for: no Task per chunk on the upload hot path.
+            async with asyncio.timeout(max(wait, 0.0)):
+                chunk = await it.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:
