@@ -36,12 +36,25 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus"
 
 
-def load_calls(n: int, seed: int) -> list:
+def corpus_speech() -> list:
+    """The corpus clips with speech (radio and clean), decoded to 16 kHz float32."""
     from rdio_tasks.audio_decode import decode_audio
 
     rows = [line.split("\t") for line in (CORPUS / "manifest.tsv").read_text().splitlines()[1:]]
-    pool = [decode_audio(CORPUS / r[0]) for r in rows if r[1] in ("radio_mp3", "radio_m4a", "clean")]
-    pool = [a for a in pool if 2 * 16000 <= a.shape[0] <= 15 * 16000]
+    return [decode_audio(CORPUS / r[0]) for r in rows if r[1] in ("radio_mp3", "radio_m4a", "clean")]
+
+
+def load_calls(n: int, seed: int, seconds: float | None = None) -> list:
+    """``n`` calls drawn from the corpus: as they are (2-15 s), or each exactly ``seconds`` long
+    (a clip cut to length, or repeated until it is long enough)."""
+    import numpy as np
+
+    pool = corpus_speech()
+    if seconds is None:
+        pool = [a for a in pool if 2 * 16000 <= a.shape[0] <= 15 * 16000]
+    else:
+        want = int(seconds * 16000)
+        pool = [np.tile(a, -(-want // a.shape[0]))[:want] for a in pool if a.shape[0] >= 16000]
     rng = random.Random(seed)
     return [pool[rng.randrange(len(pool))] for _ in range(n)]
 
@@ -83,9 +96,74 @@ def run(engine, calls: list, concurrency: int) -> dict:  # type: ignore[no-untyp
     }
 
 
+def stage_costs(engine, calls: list, files: int = 16) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Milliseconds per call of each stage before the model pass, one call at a time: decoding the
+    compressed file, conditioning, VAD and log-mel features. Their sum over the batched calls/s
+    says how many cores keep the GPU fed (the stages run in the Celery threads, in parallel)."""
+    from rdio_tasks import radio
+    from rdio_tasks.asr import decode
+    from rdio_tasks.asr.vad import speech_chunks
+    from rdio_tasks.audio_decode import decode_audio
+
+    rows = [line.split("\t") for line in (CORPUS / "manifest.tsv").read_text().splitlines()[1:]]
+    paths = [CORPUS / r[0] for r in rows if r[1] == "radio_mp3"][:files]
+    options = engine.config.radio or radio.RadioOptions()
+    totals = dict.fromkeys(("decode_file", "condition", "vad", "features"), 0.0)
+    start = time.perf_counter()
+    for path in paths:
+        decode_audio(path)
+    totals["decode_file"] = (time.perf_counter() - start) / len(paths) * 1000
+    pipeline = engine._pipeline  # the loaded pipeline: the same objects transcribe() uses
+    for audio in calls:
+        t0 = time.perf_counter()
+        prepared, _ = radio.prepare_audio(audio, options)
+        t1 = time.perf_counter()
+        chunks, _ = speech_chunks(
+            pipeline.vad_model,
+            prepared,
+            options.vad_pad_seconds,
+            onset=engine.config.vad_onset,
+            offset=engine.config.vad_offset,
+            lock=engine._vad_lock,
+        )
+        t2 = time.perf_counter()
+        decode.chunk_features(pipeline.model, prepared, chunks)
+        t3 = time.perf_counter()
+        totals["condition"] += (t1 - t0) * 1000 / len(calls)
+        totals["vad"] += (t2 - t1) * 1000 / len(calls)
+        totals["features"] += (t3 - t2) * 1000 / len(calls)
+    return {k: round(v, 2) for k, v in totals.items()}
+
+
+def measure_matrix_tflops(n: int = 8192, repeat: int = 10) -> float | None:
+    """Dense float16 matrix throughput of this GPU (TFLOP/s), measured with torch; None on CPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / repeat
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * n**3 / seconds / 1e12
+
+
 def encoder_flops_per_window(model_dir: str) -> float | None:
-    """Multiply-adds x2 of one 30 s encoder pass (1500 frames), from the model's config.json."""
-    path = Path(model_dir) / "config.json"
+    """Multiply-adds x2 of one 30 s encoder pass (1500 frames), from the model's dimensions
+    (``dims.json``, written by bench/gpu/make_model.py, or a Hugging Face ``config.json``)."""
+    path = Path(model_dir) / "dims.json"
+    if not path.is_file():
+        path = Path(model_dir) / "config.json"
     if not path.is_file():
         return None
     cfg = json.loads(path.read_text())
@@ -116,16 +194,27 @@ def main() -> int:
     parser.add_argument("--max-batch-wait-ms", type=float, default=30.0)
     parser.add_argument("--plain", action="store_true", help="plain WhisperX pipeline instead of radio")
     parser.add_argument(
-        "--matrix-tflops", type=float, default=None, help="GPU dense matrix TFLOP/s, measured"
+        "--matrix-tflops",
+        default=None,
+        help="GPU dense matrix TFLOP/s, or 'measure' to time a float16 product here",
     )
+    parser.add_argument("--stages", action="store_true", help="also time decode/VAD/features per call")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--call-seconds", type=float, default=None, help="every call exactly this long")
+    parser.add_argument("--language", default=None, help="fixed language (no detection)")
+    parser.add_argument("--no-align", action="store_true", help="skip word alignment")
+    parser.add_argument("--encoder", default="auto", choices=["auto", "ctranslate2", "torch"])
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="tokens per window (radio.max_new_tokens)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     from rdio_core.text_normalize import wer
     from rdio_tasks.asr import EngineConfig, get_engine
 
-    calls = load_calls(args.calls, args.seed)
+    calls = load_calls(args.calls, args.seed, args.call_seconds)
+    radio: dict | bool = False if args.plain else {"max_new_tokens": args.max_new_tokens}
     base = EngineConfig(
         model=args.model,
         device=args.device,
@@ -133,7 +222,10 @@ def main() -> int:
         batch_size=args.batch_size,
         cross_call_batching=False,
         max_batch_wait_ms=args.max_batch_wait_ms,
-        radio=not args.plain,
+        radio=radio,
+        language=args.language,
+        align=not args.no_align,
+        encoder=args.encoder,
     )
     engine = get_engine(base)
     for audio in calls[:2]:  # warm-up: first calls pay one-off initialisation
@@ -147,7 +239,7 @@ def main() -> int:
     ratio = batched["calls_per_s"] / per_call["calls_per_s"]
 
     print(
-        f"model {args.model} on {engine.device}/{engine.compute_type}, {len(calls)} calls, "
+        f"model {args.model} on {engine.device}/{engine.compute_type} ({engine.encoder} encoder), {len(calls)} calls, "
         f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {args.batch_size}, "
         f"concurrency {args.concurrency}, {'plain' if args.plain else 'radio'} pipeline"
     )
@@ -168,6 +260,8 @@ def main() -> int:
         "model": args.model,
         "device": engine.device,
         "compute_type": engine.compute_type,
+        "encoder": engine.encoder,
+        "call_seconds": args.call_seconds,
         "calls": len(calls),
         "batch_size": args.batch_size,
         "concurrency": args.concurrency,
@@ -177,10 +271,22 @@ def main() -> int:
         "batch_stats": stats,
         "differing_transcripts": len(diffs),
     }
-    if args.matrix_tflops:
+    if args.stages:
+        costs = stage_costs(engine, calls)
+        per_call_ms = sum(v for k, v in costs.items())
+        summary["stage_ms_per_call"] = costs
+        print(
+            f"stages per call (ms): {costs}; at {batched['calls_per_s']:.1f} calls/s they need "
+            f"{per_call_ms * batched['calls_per_s'] / 1000:.2f} cores"
+        )
+    tflops = measure_matrix_tflops() if args.matrix_tflops == "measure" else args.matrix_tflops
+    if tflops:
+        tflops = float(tflops)
+        summary["matrix_tflops"] = round(tflops, 1)
+        print(f"matrix throughput: {tflops:.0f} TFLOP/s (float16)")
         flops = encoder_flops_per_window(engine.model_path)
         if flops:
-            limit = args.matrix_tflops * 1e12 / flops  # windows/s if the GPU only ran encoders
+            limit = tflops * 1e12 / flops  # windows/s if the GPU only ran encoders
             achieved = batched["chunks"] / batched["wall_s"]
             summary["encoder_gflops_per_window"] = round(flops / 1e9, 1)
             summary["encoder_bound_windows_per_s"] = round(limit, 1)

@@ -72,6 +72,10 @@ class RadioSettings(BaseModel):
     """gzip compression ratio above which a segment counts as a repetition loop."""
     suppress_blank: bool = True
     """Forbid a blank first token (Whisper's default)."""
+    max_new_tokens: int | None = Field(default=None, ge=1, le=440)
+    """Most tokens decoded per 30 s window (None: the model's limit, 448 with the prompt). A radio
+    call's window holds 15-40 tokens of speech; a cap bounds the cost of a hallucination loop, and
+    fixes the decode length when benchmarking a model with random weights (bench/gpu)."""
     initial_prompt: str | None = None
     """Default prompt (talkgroup vocabulary); a per-call prompt overrides it."""
 

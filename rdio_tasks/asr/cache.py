@@ -19,7 +19,7 @@ __all__ = ["clear_engines", "get_engine"]
 
 logger = logging.getLogger(__name__)
 
-_engines: OrderedDict[tuple[str, str, str, int], WhisperXEngine] = OrderedDict()
+_engines: OrderedDict[tuple[str, str, str, int, str], WhisperXEngine] = OrderedDict()
 _engines_lock = threading.Lock()
 
 
@@ -36,7 +36,7 @@ def get_engine(config: EngineConfig | None = None, *, max_models: int = 1) -> Wh
         raise ValueError("max_models must be >= 1")
     config = config or EngineConfig()
     runtime = resolve_runtime(config)
-    key = (runtime.model_path, runtime.device, runtime.compute_type, runtime.cpu_threads)
+    key = (runtime.model_path, runtime.device, runtime.compute_type, runtime.cpu_threads, config.encoder)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is not None:

@@ -16,10 +16,11 @@ from rdio_tasks.radio import RadioOptions
 if TYPE_CHECKING:
     from rdio_core.settings import TranscriptionSettings
 
-__all__ = ["DEVICES", "SAMPLE_RATE", "EngineConfig", "radio_options"]
+__all__ = ["DEVICES", "ENCODERS", "SAMPLE_RATE", "EngineConfig", "radio_options"]
 
 SAMPLE_RATE = 16000  # whisperx.audio.SAMPLE_RATE; duplicated to avoid importing whisperx
 DEVICES = ("auto", "cpu", "cuda")
+ENCODERS = ("auto", "ctranslate2", "torch")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class EngineConfig:
     vad_offset: float = 0.363
     align: bool = True
     cpu_threads: int = 0  # 0 = every CPU this process may use
+    # Who runs the audio encoder: CTranslate2, or PyTorch on the same weights (flash attention; see
+    # asr/torch_encoder.py). auto = torch on CUDA, CTranslate2 on the CPU (int8 is faster there).
+    encoder: str = "auto"
     radio: RadioOptions | None = field(default_factory=RadioOptions)
     # Cross-call batching (radio pipeline): chunks of concurrent calls share model passes of up to
     # ``batch_size``; the inference thread waits at most ``max_batch_wait_ms`` for a batch to fill.
@@ -62,6 +66,8 @@ class EngineConfig:
         object.__setattr__(self, "radio", radio_options(self.radio))
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if not (0 < self.vad_onset < 1 and 0 < self.vad_offset < 1):

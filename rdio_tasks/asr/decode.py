@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "Encode",
     "WindowDecode",
     "chunk_features",
     "compression_ratio",
@@ -41,6 +42,10 @@ __all__ = [
 WindowDecode = tuple[str, float, float, float]
 """One window's decode: (text, avg_logprob, no_speech_prob, temperature)."""
 Retry = Callable[[Any, tuple[str, float, float]], tuple[str, float, float]]
+
+
+Encode = Callable[[list[Any]], Any]
+"""Stacked log-mel windows -> encoder output that ``ctranslate2.models.Whisper.generate`` takes."""
 
 
 def compression_ratio(text: str) -> float:
@@ -89,6 +94,13 @@ def chunk_features(model: Any, audio: np.ndarray, chunks: Sequence[dict[str, flo
     ]
 
 
+def max_length(model: Any, prompt: Sequence[int], max_new_tokens: int | None) -> int:
+    """ctranslate2's ``max_length`` counts the prompt too (as faster-whisper's ``max_new_tokens``)."""
+    if max_new_tokens is None:
+        return int(model.max_length)
+    return min(int(model.max_length), len(prompt) + max_new_tokens)
+
+
 def generate(
     model: Any,
     features: list[Any],
@@ -96,18 +108,22 @@ def generate(
     tokenizer: Any,
     beam_size: int,
     suppress_blank: bool,
+    max_new_tokens: int | None = None,
+    encode: Encode | None = None,
 ) -> list[WindowDecode]:
-    """Beam search at temperature 0 for a batch: (text, avg_logprob, no_speech_prob, 0.0)."""
+    """Beam search at temperature 0 for a batch: (text, avg_logprob, no_speech_prob, 0.0).
+
+    ``encode`` replaces CTranslate2's encoder (asr/torch_encoder.py); the decoder is CTranslate2's."""
     import numpy as np
 
-    encoded = model.encode(np.stack([np.asarray(f) for f in features]))
+    encoded = encode(features) if encode else model.encode(np.stack([np.asarray(f) for f in features]))
     results = model.model.generate(
         encoded,
         [prompt] * len(features),
         beam_size=beam_size,
         patience=1,
         length_penalty=1,
-        max_length=model.max_length,
+        max_length=max_length(model, prompt, max_new_tokens),
         return_scores=True,
         return_no_speech_prob=True,
         suppress_blank=suppress_blank,
@@ -123,6 +139,7 @@ def fallback(
     tokenizer: Any,
     options: RadioOptions,
     first: tuple[str, float, float],
+    encode: Encode | None = None,
 ) -> tuple[str, float, float]:
     """Whisper's temperature fallback for a repetition loop: sample at rising temperatures.
 
@@ -132,7 +149,7 @@ def fallback(
     """
     import numpy as np
 
-    encoded = model.encode(np.asarray(feature))
+    encoded = encode([feature]) if encode else model.encode(np.asarray(feature))
     tried: list[tuple[str, float, float]] = [first]
     for temperature in options.temperatures[1:]:
         result = model.model.generate(
@@ -143,7 +160,7 @@ def fallback(
             sampling_topk=0,
             sampling_temperature=temperature,
             length_penalty=1,
-            max_length=model.max_length,
+            max_length=max_length(model, prompt, options.max_new_tokens),
             return_scores=True,
             suppress_blank=options.suppress_blank,
             suppress_tokens=[-1],

@@ -97,6 +97,19 @@ class WhisperXEngine:
         # English-only checkpoints (*.en) reject language tokens; whisperx only infers
         # that from a name ending in ".en", which a local directory path does not have.
         self.multilingual: bool = bool(self._pipeline.model.model.is_multilingual)
+        self.encoder = self._encoder_name(config)
+        self._encode: decode.Encode | None = None
+        if self.encoder == "torch":
+            from rdio_tasks.asr.torch_encoder import TorchEncoder
+
+            dtype = (
+                "float32"
+                if self.device == "cpu"
+                else "bfloat16"
+                if "bfloat16" in self.compute_type
+                else "float16"
+            )
+            self._encode = TorchEncoder(self.model_path, self.device, dtype).encode
         self.load_ms = (time.perf_counter() - started) * 1000
         logger.info(
             "whisper model %s ready in %.0f ms (multilingual=%s)",
@@ -111,6 +124,12 @@ class WhisperXEngine:
             )  # pay the alignment load with the model, not on call 1
 
     # -- configuration ---------------------------------------------------------------
+
+    def _encoder_name(self, config: EngineConfig) -> str:
+        """auto: PyTorch's encoder on CUDA (5x CTranslate2's there, bench/gpu), CTranslate2 on CPU."""
+        if config.encoder != "auto":
+            return config.encoder
+        return "torch" if self.device == "cuda" else "ctranslate2"
 
     def reconfigure(self, config: EngineConfig) -> None:
         """Adopt per-call options (batch size, language, VAD thresholds, align, radio) from ``config``."""
@@ -321,7 +340,13 @@ class WhisperXEngine:
         features = decode.chunk_features(model, audio, chunks)
         batcher = self._batches.get(self.config)
         if batcher is not None:
-            key = (language, tuple(prompt_ids), options.beam_size, options.suppress_blank)
+            key = (
+                language,
+                tuple(prompt_ids),
+                options.beam_size,
+                options.suppress_blank,
+                options.max_new_tokens,
+            )
             decoded = batcher.run(key, features)
         else:
             batch = max(1, self.config.batch_size)
@@ -334,6 +359,8 @@ class WhisperXEngine:
                     tokenizer,
                     options.beam_size,
                     options.suppress_blank,
+                    options.max_new_tokens,
+                    self._encode,
                 )
         return decode.to_segments(
             chunks,
@@ -352,14 +379,17 @@ class WhisperXEngine:
         first: tuple[str, float, float],
     ) -> tuple[str, float, float]:
         """Temperature fallback for one window (a method, so tests can watch it run)."""
-        return decode.fallback(self._pipeline.model, feature, prompt_ids, tokenizer, options, first)
+        return decode.fallback(
+            self._pipeline.model, feature, prompt_ids, tokenizer, options, first, self._encode
+        )
 
     # -- cross-call batching ------------------------------------------------------------
 
     def _run_batch(self, key: Hashable, features: Sequence[Any]) -> list[decode.WindowDecode]:
         """One model pass over chunks from any number of calls that share ``key``
-        (language, prompt token ids, beam size, suppress_blank: built in ``_decode_chunks``)."""
-        language, prompt_ids, beam_size, suppress_blank = cast(tuple[Any, ...], key)
+        (language, prompt token ids, beam size, suppress_blank, max_new_tokens: built in
+        ``_decode_chunks``)."""
+        language, prompt_ids, beam_size, suppress_blank, max_new_tokens = cast(tuple[Any, ...], key)
         return decode.generate(
             self._pipeline.model,
             list(features),
@@ -367,6 +397,8 @@ class WhisperXEngine:
             self._tokenizer(language),
             beam_size,
             suppress_blank,
+            max_new_tokens,
+            self._encode,
         )
 
     @property
