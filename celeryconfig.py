@@ -63,7 +63,13 @@ worker_send_task_events = True
 task_send_sent_event = True
 
 # Transcription runs only on the GPU queue; `celery -A rdio_tasks worker -Q gpu` consumes it.
-task_routes = {"rdio_tasks.transcribe_call": {"queue": "gpu"}}
+task_routes = {
+    "rdio_tasks.transcribe_call": {"queue": "gpu"},
+    # Alert deliveries wait on other people's servers: their own queue, never a GPU thread.
+    "rdio_tasks.deliver_alert": {"queue": "alerts"},
+    # Tone analysis fires tone alerts: on the alerts queue too, never behind transcriptions.
+    "rdio_tasks.analyze_call": {"queue": "alerts"},
+}
 task_default_queue = "gpu"
 
 task_serializer = "json"

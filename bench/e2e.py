@@ -6,9 +6,14 @@ directory; otherwise point ``--url``/``--key`` at a running one. Two modes:
 - ``paced`` (default): one upload at a time, each timed from the upload to a completed transcript
   (what a listener waits for); prints p50/p95/max.
 - ``burst``: all N uploads at once, then the time until every one is transcribed (throughput).
+- ``alerts``: with two alert rules and a local webhook receiver, one upload at a time, each timed
+  from the upload to the signed POST arriving: a talkgroup rule (fires at upload, must not wait
+  for transcription) and a text rule on words of the corpus transcripts (bounded by the
+  transcription, reported next to it).
 
     python bench/e2e.py --spawn --calls 20
     python bench/e2e.py --spawn --mode burst --calls 64
+    python bench/e2e.py --spawn --mode alerts --calls 20
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -53,8 +60,11 @@ def multipart(key: str, system: int, talkgroup: int, when: int, source: int, aud
     return bytes(out + audio + f"\r\n--{BOUNDARY}--\r\n".encode())
 
 
-def upload(client: httpx.Client, url: str, key: str, system: int, n: int, audio: bytes) -> int:
-    body = multipart(key, system, 100 + n % 7, int(time.time()) + n * 10, n + 1, audio)
+def upload(
+    client: httpx.Client, url: str, key: str, system: int, n: int, audio: bytes, talkgroup: int | None = None
+) -> int:
+    tg = talkgroup if talkgroup is not None else 100 + n % 7
+    body = multipart(key, system, tg, int(time.time()) + n * 10, n + 1, audio)
     r = client.post(
         f"{url}/api/call-upload",
         content=body,
@@ -80,6 +90,103 @@ def wait_done(
                 done[cid] = time.monotonic()
         time.sleep(0.05)
     return done
+
+
+TALKGROUP_RULE_TG = 900
+TEXT_RULE_TG = 901
+#: A word of each radio_mp3 clip's reference transcript that tiny.en gets right.
+CORPUS_WORDS = ["country", "wizard", "curtain", "horizon", "distant", "zero", "greasy", "suit", "wash"]
+
+
+class Receiver:
+    """A local webhook receiver: the arrival time of each alert, by call id."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[tuple[str, int], float] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                now = time.monotonic()
+                doc = json.loads(body)
+                receiver.arrived.setdefault((doc["rule"], doc["call"]["id"]), now)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, rule: str, call_id: int, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (rule, call_id) in self.arrived:
+                return self.arrived[(rule, call_id)]
+            time.sleep(0.005)
+        return None
+
+
+def alert_rules(receiver: Receiver) -> dict:
+    action = [{"webhook": {"url": receiver.url, "secret": "bench-secret"}}]
+    return {
+        "rules": [
+            {"name": "talkgroup", "talkgroups": [TALKGROUP_RULE_TG], "actions": action},
+            {"name": "text", "talkgroups": [TEXT_RULE_TG], "words": CORPUS_WORDS, "actions": action},
+        ]
+    }
+
+
+def percentiles(values: list[float]) -> dict[str, int]:
+    values = sorted(values)
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values)),
+        "p95_ms": round(values[int(0.95 * (len(values) - 1))]),
+        "max_ms": round(values[-1]),
+    }
+
+
+def bench_alerts(
+    client: httpx.Client,
+    receiver: Receiver,
+    url: str,
+    key: str,
+    system: int,
+    clips: list[bytes],
+    calls: int,
+    timeout: float,
+) -> dict:
+    """Paced: per round one talkgroup-rule call, then one text-rule call (timed to its transcript
+    too); the receiver stamps each POST's arrival."""
+    tg_ms, text_ms, transcribed_ms = [], [], []
+    for i in range(calls):
+        start = time.monotonic()
+        cid = upload(client, url, key, system, 20_000 + 2 * i, clips[i % len(clips)], TALKGROUP_RULE_TG)
+        got = receiver.wait("talkgroup", cid, timeout)
+        if got is not None:
+            tg_ms.append((got - start) * 1000)
+        start = time.monotonic()
+        cid = upload(client, url, key, system, 20_001 + 2 * i, clips[i % len(clips)], TEXT_RULE_TG)
+        finished = wait_done(client, url, key, [cid], timeout)
+        got = receiver.wait("text", cid, 10)
+        if cid in finished:
+            transcribed_ms.append((finished[cid] - start) * 1000)
+        if got is not None:
+            text_ms.append((got - start) * 1000)
+    return {
+        "mode": "alerts",
+        "talkgroup_rule_upload_to_alert": percentiles(tg_ms),
+        "text_rule_upload_to_alert": percentiles(text_ms),
+        "text_rule_upload_to_transcript": percentiles(transcribed_ms),
+        "text_alerts_missed": calls - len(text_ms),
+    }
 
 
 def spawn(workdir: Path, extra: dict) -> tuple[subprocess.Popen, str, str]:
@@ -140,7 +247,7 @@ def main() -> int:
     parser.add_argument("--url")
     parser.add_argument("--key")
     parser.add_argument("--spawn", action="store_true")
-    parser.add_argument("--mode", choices=["paced", "burst"], default="paced")
+    parser.add_argument("--mode", choices=["paced", "burst", "alerts"], default="paced")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2, help="uploads before measuring (model warm-up)")
     parser.add_argument("--timeout", type=float, default=900)
@@ -162,6 +269,11 @@ def main() -> int:
             node = node.setdefault(p, {})
         node[leaf] = json.loads(raw)
     proc = None
+    receiver = Receiver() if args.mode == "alerts" else None
+    if receiver is not None:
+        if not (args.spawn or not args.url):
+            parser.error("--mode alerts needs --spawn (its rules point at this process's receiver)")
+        extra["alerts"] = alert_rules(receiver)
     if args.spawn or not args.url:
         proc, url, key = spawn(Path(tempfile.mkdtemp(prefix="rdio-e2e-")), extra)
     else:
@@ -173,7 +285,10 @@ def main() -> int:
             for i in range(args.warmup):
                 cid = upload(client, url, key, system, 10_000 + i, clips[i % len(clips)])
                 wait_done(client, url, key, [cid], args.timeout)
-            if args.mode == "paced":
+            if receiver is not None:
+                result = bench_alerts(client, receiver, url, key, system, clips, args.calls, args.timeout)
+                result["rules"] = f"talkgroup rule (tg {TALKGROUP_RULE_TG}), text rule (tg {TEXT_RULE_TG})"
+            elif args.mode == "paced":
                 latencies = []
                 for i in range(args.calls):
                     start = time.monotonic()

@@ -19,10 +19,10 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic.json_schema import models_json_schema
 
-from rdio_api import maintenance, transcription_hook
+from rdio_api import alerts_hook, analysis_hook, maintenance, transcription_hook
 from rdio_api.deps import docs_access
 from rdio_api.ingest import CallWriter
-from rdio_api.routes import calls, console, events, health, search, transcription, upload
+from rdio_api.routes import alerts, calls, console, events, health, search, transcription, units, upload
 from rdio_api.schemas import EVENT_PAYLOADS
 from rdio_api.state import AppState
 from rdio_core import db
@@ -35,7 +35,12 @@ log = logging.getLogger(__name__)
 
 # What the lifespan starts once AppState is built; each returns its cleanup (or None).
 StartupHook = Callable[[AppState], Callable[[], None] | None]
-STARTUP_HOOKS: tuple[StartupHook, ...] = (transcription_hook.install, maintenance.install)
+STARTUP_HOOKS: tuple[StartupHook, ...] = (
+    transcription_hook.install,
+    maintenance.install,
+    alerts_hook.install,
+    analysis_hook.install,
+)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -102,6 +107,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(events.router)
+    app.include_router(units.router)
+    app.include_router(alerts.router)
     app.include_router(console.router)
     return app
 

@@ -67,6 +67,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 @command("sweep")
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_core import db
+    from rdio_core.alerts import publish as alert_publish
     from rdio_tasks.celery_app import app
     from rdio_tasks.dispatch import Dispatcher
 
@@ -74,12 +75,37 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         return _no_broker("sweep")
     engine = db.make_engine(settings.resolved_database_url)
     db.upgrade(engine)
-    dispatcher = Dispatcher(settings, db.make_session_factory(engine), app)
+    factory = db.make_session_factory(engine)
+    dispatcher = Dispatcher(settings, factory, app)
     while True:
-        print(json.dumps(dispatcher.sweep_once()), flush=True)
+        print(
+            json.dumps(
+                {**dispatcher.sweep_once(), "alerts": alert_publish.sweep_once(factory, settings, app)}
+            ),
+            flush=True,
+        )
         if args.once:
             return 0
         time.sleep(settings.transcription.sweep_interval_seconds)
+
+
+@command("worker")
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """A Celery worker on the given queues: ``gpu`` transcribes (loads Whisper), ``alerts`` sends
+    alerts and analyses tones (loads no model)."""
+    from rdio_tasks.celery_app import worker_argv
+
+    if not settings.broker_url:
+        return _no_broker("worker")
+    queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
+    unknown = set(queues) - {"gpu", "alerts"}
+    if not queues or unknown:
+        print(f"rdio-api worker: queues are gpu and/or alerts, not {args.queues!r}", file=sys.stderr)
+        return 2
+    extra = ["-c", str(args.concurrency)] if args.concurrency else []
+    argv = worker_argv(args.name or f"rdio-{'-'.join(queues)}@%h", *extra, queues=queues)
+    os.execv(sys.executable, [sys.executable, *argv])
+    return 0  # not reached
 
 
 @command("flower")
@@ -123,8 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host")
     up.add_argument("--port", type=int)
 
-    sweep = sub.add_parser("sweep", parents=[common], help="re-publish stuck transcription jobs")
+    sweep = sub.add_parser("sweep", parents=[common], help="re-publish stuck transcription jobs and alerts")
     sweep.add_argument("--once", action="store_true", help="one sweep, print the result, exit")
+
+    worker = sub.add_parser("worker", parents=[common], help="a Celery worker (gpu and/or alerts queue)")
+    worker.add_argument("-Q", "--queues", default="gpu", help="comma-separated: gpu, alerts (default gpu)")
+    worker.add_argument("-n", "--name", help="Celery node name (default rdio-<queues>@<host>)")
+    worker.add_argument("-c", "--concurrency", type=int, help="threads (default transcription.concurrency)")
 
     flower = sub.add_parser("flower", parents=[common], help="Flower monitoring with basic auth")
     flower.add_argument("--host")

@@ -15,15 +15,25 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_api.call_fields import CallData
-from rdio_core import jobs, search
-from rdio_core.models import Call, Event, EventKind, JobStatus, System, Talkgroup, TranscriptionJob, utcnow
+from rdio_core import alerts, jobs, search, units
+from rdio_core.models import (
+    Call,
+    CallTransmission,
+    Event,
+    EventKind,
+    JobStatus,
+    System,
+    Talkgroup,
+    TranscriptionJob,
+    utcnow,
+)
 from rdio_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,7 @@ class IngestResult:
     job_id: int | None = None
     job_status: str | None = None
     job_priority: int | None = None
+    alert_ids: list[int] = field(default_factory=list)  # deliveries of rules that fired at upload
 
 
 def plan_job(
@@ -92,6 +103,8 @@ class CallWriter:
         self.factory = factory
         self.settings = settings
         self.on_jobs_committed = on_jobs_committed
+        # Ids of the calls each batch stored, after its commit (tone analysis: rdio_api.analysis_hook).
+        self.on_calls_committed: Callable[[list[int]], None] | None = None
         self._queue: queue.Queue[tuple[IngestItem, concurrent.futures.Future[IngestResult]] | None] = (
             queue.Queue()
         )
@@ -156,6 +169,15 @@ class CallWriter:
                 self.on_jobs_committed(new_jobs)
             except Exception:
                 log.exception("job publish hook failed; the sweeper will publish jobs %s", new_jobs)
+        new_calls = [r.call_id for r in results if not r.duplicate]
+        if new_calls and self.on_calls_committed is not None:
+            try:
+                self.on_calls_committed(new_calls)
+            except Exception:
+                log.exception("analysis publish hook failed; the sweeper will publish calls %s", new_calls)
+        fired = [delivery for r in results for delivery in r.alert_ids]
+        if fired:
+            alerts.publish_deliveries(fired)
 
     def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
         """De-duplicate and insert a batch in one transaction with multi-row INSERT ... RETURNING."""
@@ -178,6 +200,7 @@ class CallWriter:
                 self._upsert_labels(session, items[idx].call, systems, talkgroups)
             call_ids: dict[int, int] = {}
             job_info: dict[int, tuple[int, str, int]] = {}
+            fired: dict[int, list[int]] = {}
             if fresh:
                 rows = [_call_row(items[idx]) for idx in fresh]
                 ids = session.execute(
@@ -185,6 +208,8 @@ class CallWriter:
                 ).scalars()
                 call_ids = dict(zip(fresh, ids, strict=True))
                 job_info = self._insert_jobs(session, items, fresh, call_ids)
+                self._insert_transmissions(session, items, fresh, call_ids)
+                fired = self._fire_alerts(session, rows, fresh, call_ids)
                 # Searchable by label and unit at once; the transcript joins the document later.
                 search.index_calls(
                     session, [(call_ids[idx], search.call_document(items[idx].call, None)) for idx in fresh]
@@ -203,7 +228,9 @@ class CallWriter:
         for idx, match in enumerate(dup_of):
             if match is None:
                 job_id, job_status, job_priority = job_info.get(idx, (None, None, None))
-                results.append(IngestResult(call_ids[idx], False, job_id, job_status, job_priority))
+                results.append(
+                    IngestResult(call_ids[idx], False, job_id, job_status, job_priority, fired.get(idx, []))
+                )
             elif isinstance(match, tuple):
                 results.append(IngestResult(call_ids[match[0]], True))
             else:
@@ -236,6 +263,47 @@ class CallWriter:
             idx: (job_id, row["status"], row["priority"])
             for idx, job_id, row in zip(owners, ids, rows, strict=True)
         }
+
+    def _insert_transmissions(
+        self, session: Session, items: list[IngestItem], fresh: list[int], call_ids: dict[int, int]
+    ) -> None:
+        """Each new call's transmissions (srcList / sources / source) and the radios they name,
+        two multi-row statements for the whole batch (rdio_core.units)."""
+        rows: list[dict] = []
+        heard: list[units.Sighting] = []
+        for idx in fresh:
+            item, call_id = items[idx], call_ids[idx]
+            c = item.call
+            origin: units.Origin = "srcList" if item.client_kind == "trunk-recorder" else "sources"
+            try:
+                parsed = units.parse_transmissions(
+                    c.source, c.talker_alias, c.sources, item.audio.duration_seconds, origin
+                )
+            except Exception:  # a parsing bug must not cost the call: it is stored without them
+                log.exception("call %s: transmissions not read", call_id)
+                continue
+            if parsed.problems:
+                log.info("call %s: transmissions skipped: %s", call_id, "; ".join(parsed.problems[:5]))
+            rows += units.transmission_rows(call_id, parsed.transmissions)
+            heard += units.sightings(c.system, c.date_time, parsed.transmissions)
+        if rows:
+            session.execute(insert(CallTransmission), rows)
+        units.learn_units(session, heard, learn_aliases=self.settings.units.learn_aliases)
+
+    def _fire_alerts(
+        self, session: Session, rows: list[dict], fresh: list[int], call_ids: dict[int, int]
+    ) -> dict[int, list[int]]:
+        """Rules that wait for neither transcript nor tones (systems, talkgroups, units) fire with
+        the call, in its transaction. With no such rule this is one check of the settings and no
+        database work (bench/ingest.py)."""
+        if not alerts.has_rules(self.settings, "upload"):
+            return {}
+        fired: dict[int, list[int]] = {}
+        for idx, row in zip(fresh, rows, strict=True):
+            ids = alerts.fire_alerts(session, self.settings, Call(**row, id=call_ids[idx]), "upload")
+            if ids:
+                fired[idx] = ids
+        return fired
 
     def _recent_calls(self, session: Session, items: list[IngestItem], window: timedelta) -> list[tuple]:
         """Existing calls that could duplicate any item of the batch (one query for the batch)."""

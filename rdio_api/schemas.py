@@ -13,11 +13,13 @@ calls with 900 KB of meta each made a 31.7 MB list page) and are only on ``GET /
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -28,6 +30,7 @@ from pydantic import (
 
 from rdio_core.bounds import Id
 from rdio_core.models import Call, JobStatus, TranscriptionJob
+from rdio_core.units import Named, attribute, summarize
 
 
 def _iso(value: datetime) -> str:
@@ -48,6 +51,38 @@ class _Rows(BaseModel):
 
 
 # -- calls ----------------------------------------------------------------------------------------
+
+
+class UnitRef(BaseModel):
+    """A radio heard on a call (list items: each radio once, in order of first key-up)."""
+
+    unit: int
+    alias: str | None = Field(description="configured alias, else the one the call carried, else learned")
+    emergency: bool = Field(description="one of its transmissions on this call was flagged emergency")
+
+
+class ToneOut(BaseModel):
+    """A dispatch tone found in a call's audio, before transcription."""
+
+    kind: str = Field(examples=["two_tone", "long", "hi_low", "dtmf"])
+    frequencies: list[float] = Field(description="Hz, in the order they sounded")
+    start: float = Field(description="seconds into the audio")
+    end: float
+    digits: str | None = Field(None, description="DTMF digits (dtmf only)")
+    name: str | None = Field(None, description="the configured tone set it matched, if any")
+
+
+def _tones(value: Any) -> Any:
+    """Stored tones as shown; an element that does not read as a tone is left out, not a 500."""
+    if not isinstance(value, list):
+        return None
+    kept = []
+    for item in value:
+        try:
+            kept.append(ToneOut.model_validate(item))
+        except ValueError:
+            continue
+    return kept
 
 
 class CallOut(_Rows):
@@ -82,6 +117,10 @@ class CallOut(_Rows):
         None, description="the latest job's status: the completed one if any, else the newest"
     )
     transcript: str | None = Field(None, description="the completed job's text, else null")
+    units: list[UnitRef] = Field(default_factory=list, description="radios heard, in order of first key-up")
+    tones: Annotated[list[ToneOut] | None, BeforeValidator(_tones)] = Field(
+        None, description="dispatch tones found; null = not analysed yet, [] = none"
+    )
 
     @field_validator("audio_url")
     @classmethod
@@ -89,13 +128,50 @@ class CallOut(_Rows):
         return f"/api/calls/{info.data['id']}/audio"
 
     @classmethod
-    def of(cls, call: Call, job: TranscriptionJob | None) -> Self:
-        """The call with its latest job's status and, once completed, its transcript."""
+    def of(cls, call: Call, job: TranscriptionJob | None, units: Sequence[Named] | None = None) -> Self:
+        """The call with its latest job's status and, once completed, its transcript; with its
+        transmissions (rdio_core.units.call_transmissions), the radios heard."""
         out = cls.model_validate(call)
         if job is not None:
             out.transcription_status = JobStatus(job.status)
             out.transcript = job.text if job.status == JobStatus.COMPLETED else None
+        if units:
+            out.units = [UnitRef(unit=u.unit, alias=u.alias, emergency=u.emergency) for u in summarize(units)]
         return out
+
+
+class TransmissionOut(BaseModel):
+    """One key-up of a call: which radio, from when (seconds into the audio), under which alias."""
+
+    offset_seconds: float
+    duration_seconds: float | None = Field(description="until the next key-up or the end of the audio")
+    unit: int | None = Field(description="the radio id; null when the recorder did not know it")
+    alias: str | None
+    alias_source: Literal["config", "learned"] | None = Field(
+        description="config: from units: in the config; learned: sent by a recorder"
+    )
+    tag: str | None = Field(description="the alias this call carried for the radio, as sent")
+    emergency: bool
+    origin: str = Field(description="the upload field it came from: srcList, sources or source")
+
+
+class WordOut(BaseModel):
+    word: str
+    start: float | None
+    end: float | None
+    unit: int | None
+    alias: str | None
+
+
+class SegmentOut(BaseModel):
+    """A transcript segment with the radio on air at its midpoint (see rdio_core.units)."""
+
+    start: float | None
+    end: float | None
+    text: str
+    unit: int | None
+    alias: str | None
+    words: list[WordOut] | None = Field(description="aligned words, each attributed the same way")
 
 
 class CallDetail(CallOut):
@@ -104,10 +180,54 @@ class CallDetail(CallOut):
     frequencies: list[Any] | None
     sources: list[Any] | None
     meta: dict[str, Any] | None = Field(description="the uploader's own metadata (trunk-recorder's JSON)")
+    transmissions: list[TransmissionOut] = Field(default_factory=list)
+    segments: list[SegmentOut] = Field(
+        default_factory=list, description="the completed transcript's segments, each with its radio"
+    )
+
+    def attribute(self, transmissions: Sequence[Named], segments: list[Any] | None) -> Self:
+        """Fill transmissions and per-segment radios (attribution is computed when read)."""
+        self.transmissions = [
+            TransmissionOut(
+                offset_seconds=t.offset,
+                duration_seconds=t.duration,
+                unit=t.unit,
+                alias=t.alias,
+                alias_source=t.alias_source,
+                tag=t.tag,
+                emergency=t.emergency,
+                origin=t.origin,
+            )
+            for t in transmissions
+        ]
+        self.segments = [SegmentOut.model_validate(s) for s in attribute(segments, transmissions)]
+        return self
 
 
-LARGE_FIELDS = tuple(name for name in CallDetail.model_fields if name not in CallOut.model_fields)
+LARGE_FIELDS = tuple(
+    name for name in CallDetail.model_fields if name not in CallOut.model_fields and name in Call.__table__.c
+)
 """Unbounded JSON columns: only on the single-call route, and never loaded for a list."""
+
+
+# -- units ----------------------------------------------------------------------------------------
+
+
+class UnitOut(BaseModel):
+    system: int
+    unit: int
+    alias: str | None = Field(description="the configured alias if any, else the learned one")
+    alias_source: Literal["config", "learned"] | None
+    learned_alias: str | None = Field(description="the last alias a recorder sent for it")
+    first_seen_at: UtcTime | None = Field(
+        description="its first call; null for a configured radio not yet heard"
+    )
+    last_seen_at: UtcTime | None
+
+
+class UnitList(BaseModel):
+    units: list[UnitOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 
 class CallPage(BaseModel):
@@ -236,6 +356,81 @@ class QueueStatus(BaseModel):
     mean_processing_ms_last_hour: float | None
     mean_real_time_factor_last_hour: float | None
     last_sweep: dict[str, Any] | None = Field(description="the sweeper's last pass ({} before the first)")
+
+
+# -- alerts ---------------------------------------------------------------------------------------
+
+
+class AlertActionOut(BaseModel):
+    """An action as the API shows it: never a secret, a credential or a header's value."""
+
+    kind: Literal["webhook", "apprise"]
+    target: str = Field(description="the URL, redacted (credentials and tokens replaced by ***)")
+    headers: list[str] = Field(default_factory=list, description="names of extra webhook headers")
+    signed: bool = Field(description="POSTs carry X-Rdio-Signature (every webhook)")
+
+
+class AlertRuleOut(BaseModel):
+    """A rule of ``alerts.rules`` and the stage it fires at."""
+
+    name: str
+    enabled: bool
+    stage: Literal["upload", "tones", "transcript"] = Field(
+        description="what the rule waits for: the transcript (text rules), tones, or nothing (upload)"
+    )
+    words: list[str]
+    phrases: list[str]
+    patterns: list[str]
+    systems: list[int]
+    talkgroups: list[int]
+    units: list[int]
+    tones: list[str | float]
+    cooldown_seconds: float
+    actions: list[AlertActionOut]
+
+
+class AlertRuleList(BaseModel):
+    rules: list[AlertRuleOut]
+
+
+class AlertAttemptOut(_Rows):
+    """One try at sending a delivery."""
+
+    at: UtcTime
+    ok: bool
+    status_code: int | None = Field(description="the receiver's HTTP status (webhooks), else null")
+    error: str | None
+    duration_ms: float
+
+
+class AlertDeliveryOut(_Rows):
+    """One rule's action for one call, with every attempt (oldest first)."""
+
+    id: int
+    call_id: int
+    system: int
+    talkgroup: int
+    talkgroup_label: str | None
+    call_time: UtcTime
+    rule: str
+    action_index: int
+    action_kind: Literal["webhook", "apprise"]
+    target: str = Field(description="redacted, as in /api/alerts/rules")
+    stage: Literal["upload", "tones", "transcript"]
+    matched_text: str | None
+    status: Literal["pending", "sent", "failed"]
+    attempts: int
+    error: str | None = Field(description="the last failure, if any")
+    created_at: UtcTime
+    updated_at: UtcTime
+    sent_at: UtcTime | None
+    next_attempt_at: UtcTime | None = Field(description="when a retry is due, while one is")
+    attempt_log: list[AlertAttemptOut]
+
+
+class AlertDeliveryPage(BaseModel):
+    deliveries: list[AlertDeliveryOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 
 # -- health ---------------------------------------------------------------------------------------

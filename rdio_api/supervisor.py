@@ -1,8 +1,8 @@
 """``rdio-api up``: the whole system on one machine, no services installed by hand.
 
 Starts, in order, an embedded Redis (unless ``broker_url`` is set), the API (Hypercorn), one Celery
-worker on queue ``gpu`` and Flower, each as a child process. Ctrl-C or SIGTERM stops them in
-reverse order; if any child dies, the rest are stopped too, so nothing is left running. Children
+worker on queue ``gpu``, one on queue ``alerts`` (no model) and Flower, each as a child process.
+Ctrl-C or SIGTERM stops them in reverse order; if any child dies, the rest are stopped too, so nothing is left running. Children
 also get PR_SET_PDEATHSIG so a SIGKILLed supervisor does not leave orphans on Linux.
 """
 
@@ -98,6 +98,9 @@ class Supervisor:
         )
         # celeryconfig's defaults: threads pool, transcription.concurrency calls batched together.
         self._spawn("worker", [py, *worker_argv("rdio-embedded@%h")], env)
+        # Alerts (and tone analysis) on their own worker: a slow webhook never holds a GPU thread,
+        # and this one loads no model (rdio_tasks.tasks: only a gpu-queue worker preloads Whisper).
+        self._spawn("alerts worker", [py, *worker_argv("rdio-alerts@%h", queues=("alerts",))], env)
         user, password = flower_credentials(self.settings)
         flower_port = self.settings.flower.port
         self._spawn(
@@ -113,6 +116,7 @@ class Supervisor:
             f"  broker (Redis)   {broker_url}{'  (embedded, AOF in ' + str(data_dir / 'redis') + ')' if self.redis else ''}\n"
             f"  worker           queue 'gpu', model {self.settings.transcription.model}, "
             f"{self.settings.transcription.concurrency} calls in flight, batch {self.settings.transcription.batch_size}\n"
+            f"  alerts worker    queue 'alerts', {len(self.settings.alerts.rules)} rule(s) in alerts.rules\n"
             f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user} / password {password}\n"
             f"  data             {data_dir}\n"
             f"  config           {self.config_path or 'defaults + RDIO_* environment'}\n"

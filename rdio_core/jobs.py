@@ -13,13 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CursorResult, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import search
+from rdio_core import alerts, search
 from rdio_core.models import Call, Event, EventKind, JobStatus, TranscriptionJob, utcnow
+
+if TYPE_CHECKING:
+    from rdio_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +141,16 @@ def _update_owned(
     return bool(done)
 
 
-def _ended(job_id: int, transcript: str | None = None, reindex: bool = False) -> Callable[[Session], None]:
+def _ended(
+    job_id: int,
+    transcript: str | None = None,
+    reindex: bool = False,
+    settings: Settings | None = None,
+    fired: list[int] | None = None,
+) -> Callable[[Session], None]:
     """What ending a job adds to its transaction: the live feed's event and, for a completed job,
-    the call's search document with the new transcript (a re-transcription replaces the old)."""
+    the call's search document with the new transcript (a re-transcription replaces the old) and
+    the deliveries of the alert rules its text matches (their ids appended to ``fired``)."""
 
     def record(session: Session) -> None:
         call_id = session.execute(
@@ -152,17 +162,28 @@ def _ended(job_id: int, transcript: str | None = None, reindex: bool = False) ->
         if reindex:
             call = session.get(Call, call_id)
             search.index_call(session, call_id, search.call_document(call, transcript))
+            if settings is not None and fired is not None and call is not None and transcript:
+                fired.extend(alerts.fire_alerts(session, settings, call, "transcript", transcript))
 
     return record
 
 
-def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: dict[str, Any]) -> bool:
-    """Store the result in one transaction, only while this worker still owns the job."""
+def complete(
+    factory: sessionmaker[Session],
+    job_id: int,
+    worker: str,
+    values: dict[str, Any],
+    settings: Settings | None = None,
+) -> bool:
+    """Store the result in one transaction, only while this worker still owns the job. With
+    ``settings``, alert rules on the transcript fire in that transaction (an outbox: published
+    after the commit, swept if the publish is lost)."""
+    fired: list[int] = []
     done = _update_owned(
         factory,
         job_id,
         worker,
-        _ended(job_id, values.get("text"), reindex=True),
+        _ended(job_id, values.get("text"), reindex=True, settings=settings, fired=fired),
         **values,
         status=JobStatus.COMPLETED,
         error=None,
@@ -170,6 +191,8 @@ def complete(factory: sessionmaker[Session], job_id: int, worker: str, values: d
     )
     if not done:
         log.warning("job %s: result discarded, this worker (%s) no longer owns it", job_id, worker)
+    elif fired:
+        alerts.publish_deliveries(fired)
     return done
 
 

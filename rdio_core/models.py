@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: systems, talkgroups, calls and transcription jobs.
+"""SQLAlchemy 2 models: systems, talkgroups, calls, transcription jobs, units and transmissions.
 
 Times are stored as timezone-naive UTC (portable across SQLite and PostgreSQL) and converted to
 aware UTC at the API edge.
@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -104,6 +105,9 @@ class Call(Base):
     key_name: Mapped[str | None] = mapped_column(String(200))
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Dispatch tones found by the analyze task: None = not analysed yet, [] = analysed, none found.
+    tones: Mapped[list[Any] | None] = mapped_column(JSON)
+    analyzed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     jobs: Mapped[list[TranscriptionJob]] = relationship(
         back_populates="call", order_by="TranscriptionJob.id", lazy="raise"
@@ -147,9 +151,43 @@ class TranscriptionJob(Base):
     call: Mapped[Call] = relationship(back_populates="jobs", lazy="raise")
 
 
+class Unit(Base):
+    """A radio (unit id) of a system, as heard on calls. ``alias`` is the last alias learned from an
+    upload (SDRTrunk's talkerAlias, a trunk-recorder srcList tag); an alias in ``units:`` of the
+    config wins over it and is applied when read (rdio_core.units), so a config edit needs no write."""
+
+    __tablename__ = "units"
+    __table_args__ = (UniqueConstraint("system_id", "unit", name="uq_units_system_unit"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    system_id: Mapped[int] = mapped_column(ForeignKey("systems.id", ondelete="CASCADE"))
+    unit: Mapped[int] = mapped_column(BigInteger)
+    alias: Mapped[str | None] = mapped_column(String(200))
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CallTransmission(Base):
+    """One transmission of a call: who keyed up, ``offset_seconds`` into the audio. Written with the
+    call from its srcList / sources / source; the transcript is attributed to it when read."""
+
+    __tablename__ = "call_transmissions"
+    __table_args__ = (Index("ix_call_transmissions_unit", "unit", "call_id"),)
+
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    offset_seconds: Mapped[float] = mapped_column(Float)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[int | None] = mapped_column(BigInteger)
+    tag: Mapped[str | None] = mapped_column(String(200))
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    origin: Mapped[str] = mapped_column(String(16))  # srcList | sources | source
+
+
 class EventKind(enum.StrEnum):
     CALL_CREATED = "call.created"
     TRANSCRIPT_UPDATED = "transcript.updated"  # a job ended: completed, skipped or failed
+    CALL_ANALYZED = "call.analyzed"  # dispatch tones found on the call (rdio_tasks.analyze)
 
 
 class Event(Base):

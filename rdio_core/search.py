@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, column, func, literal_column, select, table, text
 from sqlalchemy.orm import Session
 
+from rdio_core import units
 from rdio_core.models import Call
 from rdio_core.text_normalize import normalize_words
 
@@ -43,6 +44,7 @@ class Clause:
 @dataclass
 class ParsedQuery:
     clauses: list[Clause] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)  # unit:1234: calls a radio transmitted on
 
     def fts5(self) -> str:
         """An FTS5 MATCH expression: every clause must match (tokens are [a-z0-9]+ only)."""
@@ -64,10 +66,12 @@ class ParsedQuery:
 
 
 _QUOTED = re.compile(r'"([^"]*)"')
+_UNIT = re.compile(r"(?<!\S)unit:(\S*)", re.IGNORECASE)
 
 
 def parse_query(q: str) -> ParsedQuery:
-    """Words (all must match), "phrases in quotes", prefixes (``engin*``); numbers in any spelling.
+    """Words (all must match), "phrases in quotes", prefixes (``engin*``); numbers in any spelling;
+    ``unit:1234`` for calls that radio 1234 transmitted on (any system; with words, both must hold).
 
     A run of number tokens becomes one phrase, so ``ten fifty`` and ``10-50`` both mean ``1 0 5 0``."""
     parsed = ParsedQuery()
@@ -78,6 +82,7 @@ def parse_query(q: str) -> ParsedQuery:
                 parsed.clauses.append(Clause(tuple(tokens)))
             continue
         run: list[str] = []
+        piece = _UNIT.sub(lambda m: _add_unit(parsed, m.group(1)), piece)
         for word in piece.split():
             if word.endswith("*") and len(word) > 1:
                 _add_run(parsed, " ".join(run))
@@ -90,11 +95,20 @@ def parse_query(q: str) -> ParsedQuery:
             else:
                 run.append(word)
         _add_run(parsed, " ".join(run))
-    if not parsed.clauses:
+    if not parsed.clauses and not parsed.units:
         raise QueryError("Search query has no words to search for.")
-    if len(parsed.clauses) > MAX_CLAUSES:
+    if len(parsed.clauses) + len(parsed.units) > MAX_CLAUSES:
         raise QueryError(f"Search query has more than {MAX_CLAUSES} terms.")
     return parsed
+
+
+def _add_unit(parsed: ParsedQuery, value: str) -> str:
+    unit = units.radio_id(value)
+    if unit is None:
+        raise QueryError(f"unit: takes a radio id (a whole number), not {value[:40]!r}.")
+    if unit not in parsed.units:
+        parsed.units.append(unit)
+    return " "
 
 
 def _add_run(parsed: ParsedQuery, words: str) -> None:
@@ -126,8 +140,25 @@ LABEL_FIELDS = (
 
 
 def call_document(call: Any, transcript: str | None) -> str:
-    """The normalised text indexed for a call: transcript, labels, alias and unit id."""
-    return document_text(transcript, *(getattr(call, name) for name in LABEL_FIELDS))
+    """The normalised text indexed for a call: transcript, labels, alias, unit id, and the radio ids
+    and tags of its srcList / sources (so a bare ``1234`` or ``Engine 7`` finds them too)."""
+    labels = [getattr(call, name) for name in LABEL_FIELDS]
+    return document_text(transcript, *labels, *_source_words(getattr(call, "sources", None)))
+
+
+def _source_words(sources: Any) -> list[Any]:
+    """Radio ids and tags in a call's sources, each once, in order."""
+    if not isinstance(sources, list):
+        return []
+    words: dict[Any, None] = {}
+    for entry in sources[: units.MAX_TRANSMISSIONS]:
+        if isinstance(entry, dict):
+            words.setdefault(units.radio_id(entry.get("src")), None)
+            words.setdefault(units.clean_tag(entry.get("tag")), None)
+        else:
+            words.setdefault(units.radio_id(entry), None)
+    words.pop(None, None)
+    return list(words)
 
 
 def document_text(transcript: str | None, *labels: Any) -> str:
@@ -175,7 +206,12 @@ def apply_match(stmt: Select, dialect: str, query: ParsedQuery, order: str) -> S
     """Narrow a ``select(Call)`` (with its filters) to the calls matching ``query`` and order it.
 
     Newest first is by call id (arrival order) and is expressed on the index's own key, so FTS5
-    walks its rowids backwards and stops after a page instead of sorting every match."""
+    walks its rowids backwards and stops after a page instead of sorting every match. A query of
+    ``unit:`` terms alone skips the text index: newest first, whatever ``order`` says."""
+    for unit in query.units:
+        stmt = stmt.where(units.calls_with_unit(unit))
+    if not query.clauses:
+        return stmt.order_by(Call.id.desc())
     if dialect == "sqlite":
         fts = table(TABLE, column("rowid"))
         stmt = stmt.join(fts, fts.c.rowid == Call.id).where(

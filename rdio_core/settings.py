@@ -25,8 +25,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from rdio_core.alerts.settings import AlertSettings
 from rdio_core.bounds import Id
 from rdio_core.radio_settings import RadioSettings
+from rdio_core.tone_settings import ToneSettings
+from rdio_core.unit_settings import UnitSettings
 
 Scope = Literal["upload", "read", "admin"]
 ALL: Literal["*"] = "*"
@@ -213,6 +216,8 @@ class TranscriptionSettings(_Strict):
     model: str = "tiny.en"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
+    # The audio encoder: PyTorch on the model's own weights (flash attention) or CTranslate2's.
+    encoder: Literal["auto", "ctranslate2", "torch"] = "auto"
     models_dir: Path | None = None
     language: str | None = None
     batch_size: int = Field(default=8, ge=1)
@@ -299,6 +304,9 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    units: UnitSettings = Field(default_factory=UnitSettings)
+    tones: ToneSettings = Field(default_factory=ToneSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -13,7 +13,7 @@ NO_BROKER = (
     "`rdio-api up` runs an embedded Redis and sets it"
 )
 
-app = Celery("rdio_tasks", include=["rdio_tasks.tasks"])
+app = Celery("rdio_tasks", include=["rdio_tasks.tasks", "rdio_tasks.alerts_task", "rdio_tasks.analyze"])
 app.config_from_object("celeryconfig")
 
 
@@ -25,9 +25,10 @@ def _refuse_without_broker(**_: Any) -> None:
         raise SystemExit(f"rdio-api worker: refusing to start: {NO_BROKER}")
 
 
-def worker_argv(name: str, *extra: str) -> list[str]:
+def worker_argv(name: str, *extra: str, queues: tuple[str, ...] = ("gpu",)) -> list[str]:
     """The documented worker command (``celery -A rdio_tasks worker -Q gpu``) as argv for
-    ``python -m celery``; pool and concurrency come from celeryconfig (threads, batching)."""
+    ``python -m celery``; pool and concurrency come from celeryconfig (threads, batching).
+    ``queues=("alerts",)`` is the alerts worker: it never loads Whisper (rdio_tasks.tasks)."""
     return [
         "-m",
         "celery",
@@ -35,7 +36,7 @@ def worker_argv(name: str, *extra: str) -> list[str]:
         "rdio_tasks",
         "worker",
         "-Q",
-        "gpu",
+        ",".join(queues),
         "-n",
         name,
         "--loglevel",

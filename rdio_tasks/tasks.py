@@ -110,17 +110,26 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
             reason = f"audio too short: {seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
             jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
             return Outcome(JobStatus.SKIPPED, {"reason": reason})
+        from rdio_tasks.tones import whisper_input
+
+        # Dispatch tones: the call's stored ones (the analyze task), else detected now.
+        heard = whisper_input(samples, SAMPLE_RATE, call.tones, ctx.settings.tones)
+        if heard.skip_reason is not None:  # a page and nothing else: no model time spent
+            log.info("job %s call %s skipped: %s", job_id, call.id, heard.skip_reason)
+            jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, heard.skip_reason)
+            return Outcome(JobStatus.SKIPPED, {"reason": heard.skip_reason})
         from rdio_tasks.asr import EngineConfig, get_engine
 
         resolved = tx.resolve(call.system_id, call.talkgroup)
         language = job.language or resolved.language
         engine = get_engine(EngineConfig.from_settings(tx, job.model or resolved.model, language))
         result = engine.transcribe(
-            samples,
+            heard.audio,  # tones cut out; times mapped back below
             language=language,
             initial_prompt=resolved.initial_prompt,
             radio=call_radio_options(engine, resolved),
         )
+        result = heard.restore(result, seconds)
     except AudioTooLongError as exc:
         # The API skips a call whose header says it is too long; one whose header says nothing
         # (FLAC total_samples=0, a WAV with a bogus size) is caught here, decoded only to the limit.
@@ -159,7 +168,7 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         "real_time_factor": result.real_time_factor,
         "result": {k: v for k, v in result.to_dict().items() if k not in ("segments", "text")},
     }
-    stored = jobs.complete(ctx.factory, job_id, worker, values)
+    stored = jobs.complete(ctx.factory, job_id, worker, values, ctx.settings)
     log.info(
         "job %s call %s: completed in %.0f ms (rtf %.3f)",
         job_id,
@@ -229,8 +238,19 @@ def _preload_threads(sender: Any = None, **_: Any) -> None:
         _preload()
 
 
+def consumes_gpu_queue() -> bool:
+    """Whether this worker takes transcriptions: ``-Q gpu`` (or no -Q, gpu being the default
+    queue). A worker started with ``-Q alerts`` only sends alerts and must not spend a minute and
+    a gigabyte loading Whisper."""
+    selected = app.amqp.queues.consume_from
+    return not selected or "gpu" in selected
+
+
 def _preload() -> None:
     if os.environ.get("RDIO_WORKER_PRELOAD", "1") in ("0", "false", "no"):
+        return
+    if not consumes_gpu_queue():
+        log.info("worker %s: not on the gpu queue, no model loaded", os.getpid())
         return
     ctx = context()
     if not ctx.settings.transcription.enabled:

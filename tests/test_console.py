@@ -9,12 +9,16 @@ Screenshots land in the test's tmp dir and in tests/artifacts/.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from rdio_core.models import Call
 from tests.browser import Console, chromium, console_stack, upload
 from tests.conftest import base_config
 from tests.helpers import REPO, ServerProcess, clip
@@ -363,6 +367,68 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
         timeout=120,
         what="the new job in the history",
     )
+    assert console.console_errors == []
+
+
+@pytest.mark.worker
+def test_units_and_tones_on_cards_and_call_page_and_a_unit_searches(console, worker, systems, db_engine):
+    """An upload with a srcList-shaped ``sources`` and a talkerAlias: its radios on the feed card
+    and the call page (transcript under the radio on air), each a link to a ``unit:`` search. The
+    tones are written to the row as the analyze task stores them (tone detection has its own tests)."""
+    global _last_start
+    _last_start = max(int(time.time()), _last_start + 3)
+    first, second = next(_sources), next(_sources)
+    sources = [{"pos": 0.0, "src": first}, {"pos": 8.0, "src": second, "tag": "Ladder 9", "emergency": 1}]
+    page = console.page
+    console.open("/")
+    console.enter_key(READER)
+    console.wait_live()
+    call = upload(
+        worker,
+        (CORPUS / "jfk_radio.mp3").read_bytes(),
+        systems[0],
+        105,
+        key=ADMIN,
+        source=first,
+        when=_last_start,
+        talkerAlias="Engine 7",
+        sources=json.dumps(sources),
+    )
+    card = console.card(call)
+    card.wait_for(timeout=10_000)
+    assert card.locator("a.unit").all_inner_texts() == [f"Engine 7 ({first})", f"⚠ Ladder 9 ({second})"]
+
+    tones = [
+        {"kind": "two_tone", "frequencies": [1002.3, 1270.7], "start": 0.0, "end": 4.0, "name": "Station 7"}
+    ]
+    with db_engine.begin() as conn:
+        conn.execute(
+            update(Call)
+            .where(Call.id == call)
+            .values(tones=tones, analyzed_at=datetime.now(UTC).replace(tzinfo=None))
+        )
+    worker.wait_call(call)
+    page.reload()
+    card.wait_for(timeout=10_000)
+    assert "Station 7 (two-tone 1002.3 / 1270.7 Hz)" in card.locator(".tones").inner_text()
+
+    card.locator("a.open").click()
+    page.wait_for_selector("h2:has-text('Units')", timeout=10_000)
+    radios = page.locator("table.transmissions tbody tr")
+    assert radios.count() == 2
+    assert f"Engine 7 ({first})" in radios.nth(0).inner_text()
+    assert "Ladder 9" in radios.nth(1).inner_text() and "EMERGENCY" in radios.nth(1).inner_text()
+    assert "Station 7" in page.inner_text("section.panel:has(h2:text('Tones'))")
+    # The ~11 s clip is one segment; its midpoint (5.5 s) is before the second key-up (8 s).
+    speaker = page.locator(".transcript .speaker a.unit").first
+    speaker.wait_for(timeout=10_000)
+    assert speaker.inner_text() == f"Engine 7 ({first})"
+    console.screenshot("call-units")
+
+    radios.nth(1).locator("a.unit").click()
+    page.wait_for_url(f"**/search?q=unit%3A{second}")
+    console.card(call, "#results").wait_for(timeout=10_000)
+    assert console.page.locator("#results article.card").count() == 1
     assert console.console_errors == []
 
 

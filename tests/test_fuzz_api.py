@@ -57,7 +57,7 @@ expected-statuses = ["2xx", "400", "401", "403", "404", "405", "406", "409", "41
 # Opaque cursors, the 1970-2100 time range and "a query with at least one searchable word" cannot be
 # written in JSON Schema, so schema-valid requests may still meet a documented 400 or 422.
 [[operations]]
-include-path-regex = "^/api/(calls|search)$"
+include-path-regex = "^/api/(calls|search|units)$"
 [operations.checks.positive_data_acceptance]
 expected-statuses = ["2xx", "400", "401", "403", "404", "422"]
 

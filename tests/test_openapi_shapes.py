@@ -12,7 +12,8 @@ from tests.conftest import ADMIN_KEY
 from tests.helpers import clip
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
 
-LARGE = {"meta", "sources", "frequencies"}
+# Detail-only: they grow with a call (transmissions and attributed segments with its key-ups and speech).
+LARGE = {"meta", "sources", "frequencies", "transmissions", "segments"}
 # Routes whose success is not a JSON document: audio bytes, an event stream, Prometheus text, and
 # the uploads (Rdio Scanner's plain-text answers, which rdio_api.routes.upload documents itself).
 NOT_JSON = {

@@ -1,6 +1,7 @@
 // The console's entry point: the router (History API, so /calls/7 and /search?q=… are real URLs
 // that survive a reload), the scanner bar, and the one event stream that feeds every view.
 
+import { alertsView } from "./alerts.js";
 import { askForKey, forgetKey, storedKey } from "./api.js";
 import { installCardHandlers, refreshTranscripts, syncCards } from "./cards.js";
 import { feedView, onLiveCall, reloadFeed } from "./feed.js";
@@ -23,6 +24,7 @@ function route() {
   if (call) return ["calls", () => callView(view, Number(call[1]))];
   if (path === "/search") return ["search", () => searchView(view, new URLSearchParams(location.search))];
   if (path === "/talkgroups") return ["talkgroups", () => talkgroupsView(view)];
+  if (path === "/alerts") return ["alerts", () => alertsView(view, new URLSearchParams(location.search))];
   if (path === "/") return ["feed", () => feedView(view)];
   const missing = () =>
     view.replaceChildren(

@@ -1,9 +1,11 @@
-// One call, everything stored about it: its fields and units, a player and clickable segments,
-// the model's raw text next to the filtered one with every removal and its reason, the job's
-// facts and history, and a re-transcribe button (the server decides whether this key may).
+// One call, everything stored about it: its fields, the radios that transmitted (each segment of
+// the transcript under the radio on air, each radio a link to its other calls), its dispatch
+// tones, a player and clickable segments, the model's raw text next to the filtered one with every
+// removal and its reason, the job's facts and history, and a re-transcribe button (the server
+// decides whether this key may).
 
 import { ApiError, api } from "./api.js";
-import { transcriptNode } from "./cards.js";
+import { toneText, tonesNode, transcriptNode, unitLink, unitsNode } from "./cards.js";
 import { player } from "./player.js";
 import { bus, putCall, segmentsOf, systemLabels } from "./store.js";
 import { clear, h, seconds, systemName, talkgroupName, unitName, when } from "./dom.js";
@@ -66,7 +68,60 @@ function jobFacts(job) {
   ]);
 }
 
-function transcriptSections(call, body) {
+/** Each key-up: when (a button that plays from there), the radio (a search link), its alias. */
+function transmissionsTable(call, transmissions) {
+  const rows = transmissions.map((t) =>
+    h(
+      t.emergency ? "tr.emergency" : "tr",
+      {},
+      h(
+        "td",
+        {},
+        h(
+          "button.seek",
+          { type: "button", title: "Play from here", onclick: () => player.seek(call, t.offset_seconds) },
+          seconds(t.offset_seconds),
+        ),
+      ),
+      h("td", {}, value(t.duration_seconds != null ? seconds(t.duration_seconds) : null)),
+      h("td", {}, t.unit != null ? unitLink(t) : value(null)),
+      h("td", {}, value(t.alias_source)),
+      h("td", {}, t.emergency ? "EMERGENCY" : ""),
+      h("td", {}, t.origin),
+    ),
+  );
+  const cols = ["at", "for", "radio", "alias from", "emergency", "field"];
+  return h(
+    "div.table-wrap",
+    {},
+    h(
+      "table.transmissions",
+      {},
+      h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows),
+    ),
+  );
+}
+
+function tonesSection(full) {
+  if (!Array.isArray(full.tones)) return section("Tones", h("p.note", {}, "Not analysed yet."));
+  if (!full.tones.length) return section("Tones", h("p.note", {}, "No dispatch tones."));
+  return section(
+    "Tones",
+    table(
+      full.tones.map((t) => ({
+        tone: toneText(t),
+        kind: t.kind,
+        "frequencies (Hz)": (t.frequencies || []).map((f) => Number(f).toFixed(1)).join(" / "),
+        digits: t.digits ?? null,
+        at: `${seconds(t.start)}–${seconds(t.end)}`,
+      })),
+      ["tone", "kind", "frequencies (Hz)", "digits", "at"],
+    ),
+  );
+}
+
+function transcriptSections(call, body, attributed) {
   if (!body) return [section("Transcript", h("p.status", {}, "No transcription job for this call."))];
   const done = body.transcript;
   const latest = body.latest_job;
@@ -76,7 +131,7 @@ function transcriptSections(call, body) {
     section(
       "Transcript",
       done
-        ? transcriptNode(call, done.segments)
+        ? transcriptNode(call, attributed?.length === done.segments?.length ? attributed : done.segments)
         : h("p.status", {}, `Latest job: ${latest.status}${latest.error ? ` (${latest.error})` : ""}`),
     ),
   );
@@ -136,7 +191,11 @@ export function callView(root, callId) {
         transcription_status: transcription?.status ?? null,
         transcript: transcription?.transcript?.text ?? null,
       });
-      if (transcription?.transcript) segmentsOf.set(callId, transcription.transcript.segments || []);
+      if (transcription?.transcript) {
+        // The call's own segments carry the radio on air; the job's are the same without it.
+        const attributed = full.segments?.length === transcription.transcript.segments?.length;
+        segmentsOf.set(callId, attributed ? full.segments : transcription.transcript.segments || []);
+      }
       render(full, labels, transcription);
     } catch (error) {
       if (!alive) return;
@@ -161,15 +220,21 @@ export function callView(root, callId) {
         h("button.play", { type: "button", onclick: () => player.play(call) }, "▶ Play"),
         retranscribe,
       ),
+      h("p.units", {}, unitsNode(full), tonesNode(full)),
       jobNote,
     );
     const listed = (rows) => Array.isArray(rows) && rows.length > 0;
-    const units = listed(full.sources) ? table(full.sources) : h("p.note", {}, unitName(full) || "No unit list.");
-    const rest = Object.entries(full).filter(([k]) => !["sources", "frequencies", "meta"].includes(k));
+    const units = listed(full.transmissions)
+      ? transmissionsTable(call, full.transmissions)
+      : h("p.note", {}, unitName(full) || "No unit list.");
+    const shown = ["sources", "frequencies", "meta", "transmissions", "segments", "units", "tones"];
+    const rest = Object.entries(full).filter(([k]) => !shown.includes(k));
     clear(
       body,
-      ...transcriptSections(call, transcription),
+      ...transcriptSections(call, transcription, full.segments),
       section("Units", units),
+      tonesSection(full),
+      listed(full.sources) ? section("Sources as sent", table(full.sources)) : null,
       listed(full.frequencies) ? section("Frequencies", table(full.frequencies)) : null,
       section("Stored fields", definitionList(rest)),
       full.meta ? section("Recorder metadata", h("details", {}, h("summary", {}, "meta"), value(full.meta))) : null,

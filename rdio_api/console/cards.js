@@ -1,6 +1,7 @@
 // A call as a card (feed and search results) and a transcript as clickable segments. Cards are
 // re-rendered in place when the store says a call's transcript changed; the segment being spoken
-// is highlighted from the player's "time" events, wherever the call is shown.
+// is highlighted from the player's "time" events, wherever the call is shown. Radios (units) are
+// links to a `unit:ID` search; dispatch tones show their name or frequencies.
 
 import { player } from "./player.js";
 import { isAvoided, prefs, tgKey, toggleAvoidSystem, toggleAvoidTalkgroup, toggleHold } from "./prefs.js";
@@ -16,7 +17,57 @@ const STATUS_TEXT = {
   failed: "transcription failed",
 };
 
-/** The transcript of a call: segments (clickable, highlightable) when known, else the text. */
+/** A radio as a link to the calls it transmitted on; `unit` is {unit, alias, emergency}. */
+export function unitLink(unit) {
+  const label = unit.alias ? `${unit.alias} (${unit.unit})` : `unit ${unit.unit}`;
+  return h(
+    unit.emergency ? "a.unit.emergency" : "a.unit",
+    {
+      href: `/search?q=${encodeURIComponent(`unit:${unit.unit}`)}`,
+      "data-link": "",
+      title: `Calls radio ${unit.unit} transmitted on${unit.emergency ? " (emergency on this call)" : ""}`,
+    },
+    unit.emergency ? `⚠ ${label}` : label,
+  );
+}
+
+/** The radios of a call (list items carry `units`); the uploader's source alone for older servers. */
+export function unitsNode(call) {
+  if (Array.isArray(call.units) && call.units.length) {
+    return h("span.units", {}, call.units.map((u) => unitLink(u)));
+  }
+  return unitName(call) ? h("span.unit", {}, unitName(call)) : null;
+}
+
+const TONE_KIND = { two_tone: "two-tone", long: "long tone", hi_low: "hi-low", dtmf: "DTMF" };
+
+/** "Station 7 (1002.3 / 1270.7 Hz)", "DTMF 911#", "long tone 1500.0 Hz". */
+export function toneText(tone) {
+  const hz = (tone.frequencies || []).map((f) => Number(f).toFixed(1)).join(" / ");
+  const detail =
+    tone.kind === "dtmf" ? `DTMF ${tone.digits ?? ""}`.trim() : `${TONE_KIND[tone.kind] || tone.kind} ${hz} Hz`;
+  return tone.name ? `${tone.name} (${detail})` : detail;
+}
+
+/** A call's dispatch tones as chips; nothing before analysis or when there were none. */
+export function tonesNode(call) {
+  if (!Array.isArray(call.tones) || !call.tones.length) return null;
+  return h(
+    "span.tones",
+    {},
+    call.tones.map((t) =>
+      h(
+        "span.tone",
+        { title: `${TONE_KIND[t.kind] || t.kind} at ${seconds(t.start)}–${seconds(t.end)}` },
+        toneText(t),
+      ),
+    ),
+  );
+}
+
+/** The transcript of a call: segments (clickable, highlightable) when known, else the text. A
+ * segment attributed to a radio (the call page's segments carry `unit`) is preceded by that radio
+ * whenever it changes. */
 export function transcriptNode(call, segments = segmentsOf.get(call.id)) {
   const box = h("div.transcript", { dataset: { callId: call.id } });
   if (call.transcription_status !== "completed") {
@@ -25,11 +76,15 @@ export function transcriptNode(call, segments = segmentsOf.get(call.id)) {
     return box;
   }
   if (segments?.length) {
+    const byUnit = new Map((call.units || []).map((u) => [u.unit, u]));
     box.append(
       h(
         "p.segments",
         {},
-        segments.map((seg) =>
+        segments.map((seg, i) => [
+          seg.unit != null && seg.unit !== segments[i - 1]?.unit
+            ? h("span.speaker", {}, unitLink({ ...byUnit.get(seg.unit), unit: seg.unit, alias: seg.alias }), ": ")
+            : null,
           h(
             "span.seg",
             {
@@ -41,7 +96,7 @@ export function transcriptNode(call, segments = segmentsOf.get(call.id)) {
             seg.text,
             " ",
           ),
-        ),
+        ]),
       ),
     );
   } else {
@@ -101,10 +156,11 @@ export function callCard(call, { labels, snippet } = {}) {
       "p.meta",
       {},
       h("time", { datetime: call.date_time, title: call.date_time }, when(call.date_time)),
-      unitName(call) ? h("span.unit", {}, unitName(call)) : null,
+      unitsNode(call),
       call.duration_seconds != null ? h("span.dur", {}, seconds(call.duration_seconds)) : null,
       h("a.open", { href: `/calls/${call.id}`, "data-link": "" }, `#${call.id}`),
     ),
+    tonesNode(call),
     snippet !== undefined ? snippetNode(snippet) : null,
     transcriptNode(call),
   );

@@ -1,9 +1,11 @@
 // The live feed: the newest calls first, cards inserted as calls arrive on the event stream. The
 // feed's calls live in this module, so leaving for the search page and coming back keeps them.
+// A card arrives before its tones are analysed (at upload, on the alerts queue); when its
+// transcript event comes (analysis runs first) the call is read once more for its tones.
 
 import { ApiError, api, query } from "./api.js";
 import { callCard } from "./cards.js";
-import { calls, dropCall, putCall, systemLabels } from "./store.js";
+import { bus, calls, dropCall, putCall, systemLabels } from "./store.js";
 import { clear, h } from "./dom.js";
 
 const PAGE = 50;
@@ -68,6 +70,26 @@ export function onLiveCall(call) {
     nextCursor = null; // the dropped calls are still one search or reload away
   }
 }
+
+const toneChecked = new Set(); // calls read again for their tones (once each)
+
+async function refreshTones(callId) {
+  const call = calls.get(callId);
+  if (!feed.has(callId) || !call || Array.isArray(call.tones) || toneChecked.has(callId)) return;
+  toneChecked.add(callId);
+  try {
+    const full = await api(`/api/calls/${callId}`);
+    Object.assign(call, { tones: full.tones, units: full.units });
+  } catch {
+    return; // the card keeps what it had; the call page reads everything anyway
+  }
+  if (!Array.isArray(call.tones) || !call.tones.length || !mounted) return;
+  mounted.list
+    .querySelector(`article[data-call-id="${callId}"]`)
+    ?.replaceWith(callCard(call, { labels: mounted.labels }));
+}
+
+bus.addEventListener("transcript", (e) => refreshTones(e.detail.callId));
 
 function renderAll() {
   const { list, more, note, labels } = mounted;

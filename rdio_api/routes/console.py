@@ -94,6 +94,7 @@ def _serve(request: Request, path: Path, kind: str) -> Response:
 @router.get("/")
 @router.get("/search")
 @router.get("/talkgroups")
+@router.get("/alerts")
 @router.get("/calls/{call_id}")
 def console_page(request: Request) -> Response:
     return _serve(request, CONSOLE_DIR / "index.html", "html")

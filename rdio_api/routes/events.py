@@ -21,6 +21,7 @@ from rdio_api.live import EventHub
 from rdio_api.responses import AUTH, INVALID, Responses
 from rdio_api.schemas import EVENT_PAYLOADS, CallCreated, CallOut, TranscriptUpdated
 from rdio_api.state import AppState
+from rdio_core import units
 from rdio_core.bounds import Id
 from rdio_core.models import Call, Event, EventKind, TranscriptionJob
 from rdio_core.settings import ApiKey
@@ -85,6 +86,7 @@ def _scan(state: AppState, key: ApiKey | None, cursor: _Cursor, upto: int) -> li
             ).scalars()
         }
         jobs = latest_jobs(session, list(calls))
+        heard = units.call_transmissions(session, list(calls.values()), state.settings.units)
         job_ids = [e.job_id for e in events if e.job_id is not None]
         by_job = {
             j.id: j
@@ -99,7 +101,7 @@ def _scan(state: AppState, key: ApiKey | None, cursor: _Cursor, upto: int) -> li
                 continue
             payload: CallCreated | TranscriptUpdated
             if event.kind == EventKind.CALL_CREATED:
-                payload = CallCreated(call=CallOut.of(call, jobs.get(call.id)))
+                payload = CallCreated(call=CallOut.of(call, jobs.get(call.id), heard.get(call.id)))
             else:
                 job = by_job.get(event.job_id) if event.job_id is not None else None
                 if job is None:

@@ -8,10 +8,10 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from rdio_api.deps import ReadKey, SessionDep, filter_calls, latest_jobs, restrict_to_key
+from rdio_api.deps import ReadKey, SessionDep, StateDep, filter_calls, latest_jobs, restrict_to_key
 from rdio_api.responses import AUTH, INVALID, Message, Responses
 from rdio_api.schemas import CallOut, SearchPage, SearchResult
-from rdio_core import search
+from rdio_core import search, units
 from rdio_core.bounds import Id, Time
 from rdio_core.models import Call, JobStatus
 
@@ -41,6 +41,7 @@ def _read_cursor(cursor: str, kind: str) -> int:
 def search_calls(
     key: ReadKey,
     session: SessionDep,
+    state: StateDep,
     q: str = Query(..., min_length=1, max_length=500, description='words, "phrases", prefix*'),
     system: Id | None = None,
     talkgroup: Id | None = None,
@@ -68,12 +69,17 @@ def search_calls(
     more = len(rows) > limit
     rows = rows[:limit]
     jobs = latest_jobs(session, [c.id for c in rows])
+    heard = units.call_transmissions(session, rows, state.settings.units)
     results = []
     for call in rows:
         job = jobs.get(call.id)
         done = job is not None and job.status == JobStatus.COMPLETED and job.text
         source = job.text if done and job is not None else _labels(call)
-        results.append(SearchResult(call=CallOut.of(call, job), snippet=search.snippet(source or "", parsed)))
+        results.append(
+            SearchResult(
+                call=CallOut.of(call, job, heard.get(call.id)), snippet=search.snippet(source or "", parsed)
+            )
+        )
     next_cursor = None
     if more and rows:
         next_cursor = _cursor("id", rows[-1].id) if order == "newest" else _cursor("offset", offset + limit)
