@@ -42,6 +42,7 @@ from rdio_tasks.asr.result import Decoded, TranscriptionResult, confidence, json
 from rdio_tasks.asr.runtime import Runtime, resolve_runtime
 from rdio_tasks.asr.vad import speech_chunks
 from rdio_tasks.audio_decode import decode_audio
+from rdio_tasks.batcher import is_out_of_memory
 from rdio_tasks.errors import AudioDecodeError
 from rdio_tasks.radio import RadioOptions
 
@@ -126,7 +127,8 @@ class WhisperXEngine:
     # -- configuration ---------------------------------------------------------------
 
     def _encoder_name(self, config: EngineConfig) -> str:
-        """auto: PyTorch's encoder on CUDA (5x CTranslate2's there, bench/gpu), CTranslate2 on CPU."""
+        """auto: PyTorch's encoder on CUDA (CTranslate2's spends half its time in one softmax kernel
+        there, bench/gpu), CTranslate2's on the CPU (int8, and no flash attention to gain)."""
         if config.encoder != "auto":
             return config.encoder
         return "torch" if self.device == "cuda" else "ctranslate2"
@@ -390,16 +392,26 @@ class WhisperXEngine:
         (language, prompt token ids, beam size, suppress_blank, max_new_tokens: built in
         ``_decode_chunks``)."""
         language, prompt_ids, beam_size, suppress_blank, max_new_tokens = cast(tuple[Any, ...], key)
-        return decode.generate(
-            self._pipeline.model,
-            list(features),
-            list(prompt_ids),
-            self._tokenizer(language),
-            beam_size,
-            suppress_blank,
-            max_new_tokens,
-            self._encode,
-        )
+        try:
+            return decode.generate(
+                self._pipeline.model,
+                list(features),
+                list(prompt_ids),
+                self._tokenizer(language),
+                beam_size,
+                suppress_blank,
+                max_new_tokens,
+                self._encode,
+            )
+        except Exception as exc:
+            if self._encode is not None and self.device == "cuda" and is_out_of_memory(exc):
+                # PyTorch's cache keeps the encoder's activations of the failed pass; CTranslate2
+                # allocates from the same GPU, so the halves the batcher retries would fail too
+                # (seen on the H100 with a 1024-window batch).
+                import torch
+
+                torch.cuda.empty_cache()
+            raise
 
     @property
     def batch_stats(self) -> dict[str, Any]:
