@@ -22,7 +22,18 @@ from pydantic.json_schema import models_json_schema
 from rdio_api import alerts_hook, analysis_hook, maintenance, transcription_hook
 from rdio_api.deps import docs_access
 from rdio_api.ingest import CallWriter
-from rdio_api.routes import alerts, calls, console, events, health, search, transcription, units, upload
+from rdio_api.routes import (
+    alerts,
+    backfill,
+    calls,
+    console,
+    events,
+    health,
+    search,
+    transcription,
+    units,
+    upload,
+)
 from rdio_api.schemas import EVENT_PAYLOADS
 from rdio_api.state import AppState
 from rdio_core import db
@@ -94,6 +105,17 @@ def create_app(settings: Settings) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(part) for part in first.get("loc", ()))
         log.debug("422 on %s %s: %s %s", request.method, request.url.path, where, first.get("msg", ""))
+        if any(isinstance(e.get("input"), bytes) for e in exc.errors()):
+            # A body that is not UTF-8 comes back as bytes in `input`, which FastAPI's encoder
+            # decodes strictly (a 500 the fuzz suite found): echo it with replacement characters.
+            exc = RequestValidationError(
+                [
+                    {**e, "input": e["input"].decode("utf-8", "replace")}
+                    if isinstance(e.get("input"), bytes)
+                    else e
+                    for e in exc.errors()
+                ]
+            )
         return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
@@ -104,6 +126,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(upload.router)
     app.include_router(calls.router)
     app.include_router(transcription.router)
+    app.include_router(backfill.router)
     app.include_router(health.router)
     app.include_router(search.router)
     app.include_router(events.router)

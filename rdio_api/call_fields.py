@@ -131,8 +131,14 @@ def strict_json(text: str) -> Any:
     def refuse(name: str) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
+    def finite(literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value):  # 1e999 parses as infinity: the same refusal as the Infinity literal
+            raise ValueError(f"{literal} is out of range")
+        return value
+
     try:
-        loaded = json.loads(text, parse_constant=refuse)
+        loaded = json.loads(text, parse_constant=refuse, parse_float=finite)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     if _depth(loaded) > MAX_JSON_DEPTH:

@@ -8,10 +8,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdio_api.logging_setup import configure
 from rdio_core.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from rdio_core import backfill
 
 Command = Callable[[argparse.Namespace, Settings], int]
 COMMANDS: dict[str, Command] = {}
@@ -66,8 +73,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("sweep")
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from rdio_api.maintenance import run_retention
     from rdio_core import db
     from rdio_core.alerts import publish as alert_publish
+    from rdio_core.storage import AudioStore
     from rdio_tasks.celery_app import app
     from rdio_tasks.dispatch import Dispatcher
 
@@ -77,7 +86,12 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     db.upgrade(engine)
     factory = db.make_session_factory(engine)
     dispatcher = Dispatcher(settings, factory, app)
+    store = AudioStore(settings.resolved_audio_dir)
+    next_retention = 0.0
     while True:
+        if time.monotonic() >= next_retention:  # at start, then every storage interval
+            run_retention(settings, factory, store)
+            next_retention = time.monotonic() + settings.storage.orphan_sweep_interval_seconds
         print(
             json.dumps(
                 {**dispatcher.sweep_once(), "alerts": alert_publish.sweep_once(factory, settings, app)}
@@ -87,6 +101,87 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         if args.once:
             return 0
         time.sleep(settings.transcription.sweep_interval_seconds)
+
+
+@command("transcribe")
+def cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
+    """Backfill: queue jobs for historical calls behind live ones, and follow them to the end."""
+    from rdio_core import backfill, db
+    from rdio_core.bounds import OutOfRange, naive_utc
+
+    if not settings.transcription.enabled:
+        print(
+            "rdio-api transcribe: transcription is disabled (transcription.enabled: false)", file=sys.stderr
+        )
+        return 2
+    try:
+        since = naive_utc(datetime.fromisoformat(args.since)) if args.since else None
+        until = naive_utc(datetime.fromisoformat(args.until)) if args.until else None
+    except (ValueError, OutOfRange) as exc:
+        print(
+            f"rdio-api transcribe: --since/--until: {exc} (use ISO 8601, e.g. 2026-01-31T00:00)",
+            file=sys.stderr,
+        )
+        return 2
+    if since is not None and until is not None and until <= since:
+        print("rdio-api transcribe: --until must be after --since", file=sys.stderr)
+        return 2
+    engine = db.make_engine(settings.resolved_database_url)
+    db.upgrade(engine)
+    factory = db.make_session_factory(engine)
+    wanted = backfill.BackfillRequest(
+        since, until, args.system, args.talkgroup, args.model, args.only_missing
+    )
+    run, resumed = backfill.open_run(factory, wanted, settings.transcription.backfill_priority, "cli")
+    publish: backfill.Publish | None = None
+    if settings.broker_url:
+        from rdio_tasks.celery_app import app
+        from rdio_tasks.dispatch import Dispatcher
+
+        dispatcher = Dispatcher(settings, factory, app)
+
+        def publish(items: list[tuple[int, int]]) -> None:
+            for job_id, priority in items:
+                dispatcher.publish(job_id, priority)
+    else:
+        print("no broker_url: the jobs stay pending until the API's sweeper publishes them", file=sys.stderr)
+    print(f"backfill run {run.id}{' (resumed)' if resumed else ''}", file=sys.stderr)
+    try:
+        created = backfill.queue_run(factory, run.id, publish)
+        print(f"{created} new jobs queued at priority {run.priority}", file=sys.stderr)
+        final = None if args.no_wait else _follow(factory, run.id)
+    except KeyboardInterrupt:
+        print(f"interrupted: run the same command to resume backfill run {run.id}", file=sys.stderr)
+        return 130
+    with factory() as session:
+        final = final or backfill.progress(session, run.id)
+    assert final is not None
+    print(json.dumps({"run": run.id, "total": final.total, "done": final.done, **final.counts}), flush=True)
+    return 0
+
+
+def _follow(factory: sessionmaker[Session], run_id: int) -> backfill.Progress:
+    """A progress bar over the run's jobs, polled from the database until every one ended."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rdio_core import backfill
+
+    columns = (
+        TextColumn("[bold]backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("", total=None)
+
+        def show(p: backfill.Progress) -> None:
+            under_way = ", ".join(f"{n} {s}" for s, n in sorted(p.counts.items()) if n)
+            bar.update(task, total=p.total, completed=p.done, description=under_way)
+
+        return backfill.wait(factory, run_id, show)
 
 
 @command("worker")
@@ -161,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--host")
     flower.add_argument("--port", type=int)
     flower.add_argument("--no-auth", action="store_true", help="allow no credentials (loopback only)")
+
+    tr = sub.add_parser(
+        "transcribe", parents=[common], help="backfill: (re)transcribe historical calls, with progress"
+    )
+    tr.add_argument("--since", help="calls at or after this time (ISO 8601; UTC unless an offset is given)")
+    tr.add_argument("--until", help="calls before this time")
+    tr.add_argument("--system", type=int)
+    tr.add_argument("--talkgroup", type=int)
+    tr.add_argument("--model", help="Whisper model for these jobs (default: the call's configured model)")
+    tr.add_argument("--only-missing", action="store_true", help="only calls with no completed transcript")
+    tr.add_argument("--no-wait", action="store_true", help="queue the jobs and exit (no progress bar)")
 
     dbp = sub.add_parser("db", parents=[common], help="database maintenance")
     dbp.add_argument("action", choices=["upgrade"])

@@ -1,5 +1,5 @@
-"""Background housekeeping in the API process, at start and then periodically: the orphan sweep and
-the events log's retention.
+"""Background housekeeping in the API process, at start and then periodically: the orphan sweep,
+the events log's retention and calls/audio retention (rdio_core.retention, in batches).
 
 Runs in a daemon thread so start-up and uploads never wait on a directory walk (a walk of the audio
 tree plus one indexed query per 500 old files).
@@ -19,12 +19,41 @@ from sqlalchemy.orm import Session, sessionmaker
 from rdio_api.state import AppState
 from rdio_core.models import Event, utcnow
 from rdio_core.orphans import sweep_orphans
+from rdio_core.retention import apply_retention
+from rdio_core.settings import Settings
+from rdio_core.storage import AudioStore
 
 log = logging.getLogger(__name__)
 
 ORPHANS_REMOVED = Counter(
     "rdio_orphans_removed_total", "Leftovers removed from the audio directory by the orphan sweep", ["kind"]
 )
+RETENTION_REMOVED = Counter(
+    "rdio_retention_removed_total", "Audio files and calls deleted by retention (past their age)", ["kind"]
+)
+
+
+def run_retention(
+    settings: Settings, factory: sessionmaker[Session], store: AudioStore, stop: threading.Event | None = None
+) -> None:
+    """One retention pass, logged and counted (also run by ``rdio-api sweep``)."""
+    retention = settings.retention
+    if retention.audio_days is None and retention.calls_days is None:
+        return
+    try:
+        done = apply_retention(factory, store, retention, stop)
+    except Exception:
+        log.exception("retention pass failed; trying again next interval")
+        return
+    RETENTION_REMOVED.labels(kind="audio").inc(done.audio_files)
+    RETENTION_REMOVED.labels(kind="call").inc(done.calls)
+    log.log(
+        logging.INFO if done.audio_files or done.calls else logging.DEBUG,
+        "retention: removed the audio of %d calls and deleted %d calls in %.2fs",
+        done.audio_files,
+        done.calls,
+        done.seconds,
+    )
 
 
 def prune_events(factory: sessionmaker[Session], keep_hours: float) -> int:
@@ -71,6 +100,7 @@ def install(state: AppState) -> Callable[[], None]:
                 log.log(
                     logging.INFO if pruned else logging.DEBUG, "events log: deleted %d old events", pruned
                 )
+            run_retention(state.settings, state.factory, state.store, stop)
             if stop.wait(storage.orphan_sweep_interval_seconds):
                 return
 

@@ -1,6 +1,6 @@
 """Prometheus metrics exposed at /metrics."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 UPLOADS = Counter("rdio_uploads_total", "Call uploads by result", ["result"])
 UPLOAD_SECONDS = Histogram(
@@ -8,3 +8,29 @@ UPLOAD_SECONDS = Histogram(
     "Time to accept an upload (read, store durably, commit)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+# The transcription health conditions (rdio_api.transcription_health), set at each scrape from the
+# database and the worker registry; deploy/prometheus/alerts.yml alerts on these names.
+BACKLOG = Gauge("rdio_transcription_backlog", "Jobs waiting for a worker (pending + queued)")
+SUCCESS_RATIO = Gauge(
+    "rdio_transcription_success_ratio",
+    "Completed / (completed + failed) jobs over health.window_seconds (NaN: none finished)",
+)
+PROCESSING_RATIO_P95 = Gauge(
+    "rdio_transcription_processing_ratio_p95",
+    "p95 processing seconds per audio second over health.window_seconds (NaN: none completed)",
+)
+WORKERS_OFFLINE = Gauge(
+    "rdio_workers_offline", "Registered workers silent past health.worker_offline_seconds"
+)
+DISK_FREE = Gauge("rdio_disk_free_bytes", "Free bytes on the data/audio filesystem (the smaller)")
+HEALTH_OK = Gauge("rdio_health_check_ok", "1 when the transcription health check passes", ["check"])
+WORKER_HEARTBEAT = Gauge(
+    "rdio_worker_last_heartbeat_timestamp_seconds",
+    "Unix time of each running worker's last heartbeat",
+    ["worker", "host"],
+)
+WORKER_UP = Gauge("rdio_worker_up", "1 while a worker beats (heard within 3 heartbeats)", ["worker"])
+WORKER_CURRENT_JOBS = Gauge("rdio_worker_current_jobs", "Jobs a worker is running", ["worker"])
+WORKER_JOBS_DONE = Gauge("rdio_worker_jobs_done", "Jobs a worker process has finished", ["worker"])
+WORKER_FAILURES = Gauge("rdio_worker_failures", "Jobs a worker process failed or handed back", ["worker"])

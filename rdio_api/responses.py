@@ -40,6 +40,7 @@ def _error(status: int, description: str) -> Responses:
 
 
 BAD_REQUEST = _error(400, "A cursor this server did not issue, or one that points outside the stored range")
+BAD_RANGE = _error(400, "`until` is not after `since`")
 UNAUTHORIZED = _error(401, "No API key, or one that is unknown or disabled")
 FORBIDDEN = _error(403, "The key lacks the scope, or is not allowed from the client's address")
 NOT_FOUND = _error(404, "No such call or job, or not one the key's systems/talkgroups may see")

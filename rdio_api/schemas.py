@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from rdio_core.bounds import Id
+from rdio_core.bounds import Id, Time
 from rdio_core.models import Call, JobStatus, TranscriptionJob
 from rdio_core.units import Named, attribute, summarize
 
@@ -44,6 +44,11 @@ UtcTime = Annotated[
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 """A stored time as ISO 8601 with ``+00:00``, e.g. ``2026-01-03T00:31:24.796000+00:00``."""
+
+
+MAX_UNITS_SHOWN = 16
+"""Radios a list item names: a trunk-recorder srcList of a long call can hold thousands, and list
+pages are bounded in bytes (api.max_list_bytes); the call's detail has every transmission."""
 
 
 class _Rows(BaseModel):
@@ -117,7 +122,12 @@ class CallOut(_Rows):
         None, description="the latest job's status: the completed one if any, else the newest"
     )
     transcript: str | None = Field(None, description="the completed job's text, else null")
-    units: list[UnitRef] = Field(default_factory=list, description="radios heard, in order of first key-up")
+    units: list[UnitRef] = Field(
+        default_factory=list,
+        description=f"radios heard, in order of first key-up (at most {MAX_UNITS_SHOWN}; the call's "
+        "transmissions list them all)",
+    )
+    units_more: int = Field(0, description="radios heard beyond those listed in `units`")
     tones: Annotated[list[ToneOut] | None, BeforeValidator(_tones)] = Field(
         None, description="dispatch tones found; null = not analysed yet, [] = none"
     )
@@ -136,7 +146,11 @@ class CallOut(_Rows):
             out.transcription_status = JobStatus(job.status)
             out.transcript = job.text if job.status == JobStatus.COMPLETED else None
         if units:
-            out.units = [UnitRef(unit=u.unit, alias=u.alias, emergency=u.emergency) for u in summarize(units)]
+            heard = summarize(units)
+            out.units = [
+                UnitRef(unit=u.unit, alias=u.alias, emergency=u.emergency) for u in heard[:MAX_UNITS_SHOWN]
+            ]
+            out.units_more = max(0, len(heard) - MAX_UNITS_SHOWN)
         return out
 
 
@@ -445,6 +459,48 @@ class Readiness(BaseModel):
     checks: dict[str, str] = Field(examples=[{"database": "ok", "broker": "ok"}])
 
 
+class HealthCheck(BaseModel):
+    """One alert condition of the design plan: the measured value against its line."""
+
+    ok: bool
+    value: float | None = Field(description="the measurement; null when there is nothing to measure yet")
+    threshold: float
+    detail: str
+
+
+class TranscriptionHealth(BaseModel):
+    """``GET /api/health/transcription``: ``degraded`` when any check is not ok."""
+
+    status: Literal["healthy", "degraded"]
+    checks: dict[str, HealthCheck] = Field(
+        description="queue_depth, success_rate, processing_ratio, workers_offline, disk_free_bytes"
+    )
+
+
+class WorkerOut(_Rows):
+    """A worker process as its heartbeat last described it (rdio_core.workers)."""
+
+    name: str = Field(description="Celery node name and pid, as in a job's `worker`")
+    host: str
+    pid: int
+    queues: list[str]
+    model: str | None
+    device: str | None
+    started_at: UtcTime
+    last_heartbeat_at: UtcTime
+    stopped_at: UtcTime | None
+    state: Literal["live", "late", "offline", "stopped"] = Field(
+        description="live: heard within 3 heartbeats; offline: silent past health.worker_offline_seconds"
+    )
+    current_jobs: list[int]
+    jobs_done: int
+    failures: int
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
+
+
 # -- events (the data: of each SSE message) -------------------------------------------------------
 
 
@@ -452,6 +508,13 @@ class CallCreated(BaseModel):
     """``event: call.created``"""
 
     call: CallOut
+
+
+class CallAnalyzed(BaseModel):
+    """``event: call.analyzed``: dispatch tones were found on a call after it was stored."""
+
+    call_id: int
+    tones: Annotated[list[ToneOut], BeforeValidator(_tones)]
 
 
 class TranscriptUpdated(_Rows):
@@ -465,5 +528,30 @@ class TranscriptUpdated(_Rows):
     error: str | None
 
 
-EVENT_PAYLOADS: tuple[type[BaseModel], ...] = (CallCreated, TranscriptUpdated)
+class BackfillIn(BaseModel):
+    """The body of ``POST /api/transcription/backfill``: which historical calls to (re)transcribe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: Time | None = Field(None, description="Calls at or after this time (UTC if no offset)")
+    until: Time | None = Field(None, description="Calls before this time")
+    system: Id | None = None
+    talkgroup: Id | None = None
+    model: str | None = Field(None, max_length=200, pattern=_PRINTABLE)
+    only_missing: bool = Field(False, description="Only calls with no completed transcript")
+
+
+class BackfillOut(BaseModel):
+    """A backfill run: its jobs counted by status (``done`` = completed + failed + skipped)."""
+
+    id: int
+    resumed: bool = Field(False, description="The same request was made before: this continues it")
+    queuing_finished: bool
+    total: int
+    done: int
+    finished: bool
+    counts: dict[str, int]
+
+
+EVENT_PAYLOADS: tuple[type[BaseModel], ...] = (CallCreated, TranscriptUpdated, CallAnalyzed)
 """Listed among /openapi.json's components, though the stream is text/event-stream."""

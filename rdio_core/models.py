@@ -75,6 +75,8 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_system_tg_time", "system_id", "talkgroup", "date_time"),
         Index("ix_calls_date_time", "date_time"),
+        # Retention's "audio still here and older than N days": a seek, not a scan of every old call.
+        Index("ix_calls_audio_kept", "audio_removed_at", "date_time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -108,6 +110,8 @@ class Call(Base):
     # Dispatch tones found by the analyze task: None = not analysed yet, [] = analysed, none found.
     tones: Mapped[list[Any] | None] = mapped_column(JSON)
     analyzed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # When retention deleted the audio file (retention.audio_days); the row and transcript stay.
+    audio_removed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     jobs: Mapped[list[TranscriptionJob]] = relationship(
         back_populates="call", order_by="TranscriptionJob.id", lazy="raise"

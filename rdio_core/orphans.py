@@ -66,6 +66,21 @@ def sweep_orphans(store: AudioStore, factory: sessionmaker[Session], grace_secon
     return result
 
 
+def sweep_temp_files(store: AudioStore, grace_seconds: float) -> int:
+    """Only the spool directory's stale temp files: what a worker runs at start, where the audio
+    directory is its own (audio fetched from the API, see rdio_tasks.audio_fetch) and holds no calls."""
+    cutoff = time.time() - grace_seconds
+    removed = 0
+    for entry in os.scandir(store.incoming_dir):
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 def _remove_unreferenced(factory: sessionmaker[Session], batch: list[tuple[str, Path]]) -> int:
     with factory() as session:
         known = set(

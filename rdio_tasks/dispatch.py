@@ -166,10 +166,3 @@ class Dispatcher:
 
     def broker_probe(self) -> str:
         return "ok" if self.broker_depth() is not None else "unavailable"
-
-    def active_workers(self) -> int | None:
-        try:
-            replies = self.app.control.inspect(timeout=1.0).ping() or {}
-        except Exception:
-            return None
-        return len(replies)

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from rdio_core import jobs
+from rdio_core import jobs, workers
 from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import JobStatus
 from rdio_core.settings import ResolvedTranscription
 from rdio_tasks.audio_decode import decode_audio
+from rdio_tasks.audio_fetch import can_fetch, local_audio
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context
 from rdio_tasks.errors import AudioTooLongError, ErrorKind, TransientError, classify, describe
@@ -97,13 +98,19 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
     assert job is not None and call is not None
     log.info("job %s call %s: attempt %s on %s", job_id, call.id, job.attempts, worker)
 
-    path = ctx.store.absolute(call.audio_path)
-    if not path.is_file():
+    if call.audio_removed_at is not None:
+        reason = f"audio deleted by retention on {call.audio_removed_at:%Y-%m-%d}"
+        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
+        return Outcome(JobStatus.FAILED, {"error": reason})
+    worker_cfg = ctx.settings.worker
+    if not ctx.store.absolute(call.audio_path).is_file() and not can_fetch(worker_cfg):
         jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, f"audio file missing: {call.audio_path}")
         return Outcome(JobStatus.FAILED)
     try:
         decode_started = time.perf_counter()
-        samples = decode_audio(path, SAMPLE_RATE, max_seconds=tx.max_audio_seconds)
+        # The shared file, or (no shared disk) a copy fetched from the API and checked by sha256.
+        with local_audio(ctx.store, call, worker_cfg) as path:
+            samples = decode_audio(path, SAMPLE_RATE, max_seconds=tx.max_audio_seconds)
         decode_ms = (time.perf_counter() - decode_started) * 1000
         seconds = samples.size / SAMPLE_RATE
         if seconds < tx.min_audio_seconds:  # skipped before any model time is spent
@@ -205,22 +212,74 @@ class TranscribeTask(Task):
 def transcribe_call(self: TranscribeTask, job_id: int) -> dict[str, Any]:
     """Transcribe the call behind ``job_id``. Retries are bounded by the job's attempts in the DB."""
     ctx = context()
+    beat = _heartbeat
+    if beat is not None:  # its lease is renewed while this runs (a no-op until it is claimed)
+        beat.track(job_id)
     try:
         outcome = run_job(ctx, job_id, worker_id(self.request.hostname))
     except TransientError:
+        if beat is not None:
+            beat.failed()
         raise
     except Exception as exc:  # outside a claimed job: the database down while claiming or storing
+        if beat is not None:
+            beat.failed()
         if classify(exc) is ErrorKind.TRANSIENT:
             raise TransientError(describe(exc)) from exc
         raise
+    finally:
+        if beat is not None:
+            beat.untrack(job_id)
+    if beat is not None and outcome.status in (JobStatus.COMPLETED, JobStatus.SKIPPED):
+        beat.done()
+    elif beat is not None and outcome.status == JobStatus.FAILED:
+        beat.failed()
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return {"job_id": job_id, "status": outcome.status, **outcome.detail}
 
 
+@signals.worker_ready.connect
+def _sweep_fetch_spool(**_: Any) -> None:
+    """A worker that fetches audio (no shared disk) removes the copies a killed run left behind;
+    with a shared disk the API's orphan sweep does it."""
+    ctx = context()
+    if can_fetch(ctx.settings.worker):
+        from rdio_core.orphans import sweep_temp_files
+
+        removed = sweep_temp_files(ctx.store, ctx.settings.storage.orphan_grace_seconds)
+        log.log(logging.INFO if removed else logging.DEBUG, "removed %d stale fetched audio files", removed)
+
+
+#: This process's heartbeat (rdio_core.workers): renews its jobs' leases, writes its registry row.
+_heartbeat: workers.Heartbeat | None = None
+#: The Celery node name (``-n``), learnt in the main process before any fork.
+_node_name: str | None = None
+
+
+def _start_heartbeat() -> None:
+    global _heartbeat
+    if _heartbeat is not None:
+        return
+    ctx = context()
+    tx = ctx.settings.transcription
+    gpu = consumes_gpu_queue()
+    queues = sorted(app.amqp.queues.consume_from or ["gpu"])
+    identity = workers.Identity(
+        name=worker_id(_node_name),
+        queues=queues,
+        model=tx.model if gpu else None,
+        device=tx.device if gpu else None,
+    )
+    lease = lambda: context().settings.transcription.lease_seconds  # noqa: E731 - follows reloads
+    _heartbeat = workers.Heartbeat(ctx.factory, identity, lease, tx.heartbeat_seconds).start()
+    log.info("worker %s: heartbeat every %ss, leases of %ss", identity.name, tx.heartbeat_seconds, lease())
+
+
 @signals.worker_process_init.connect
 def _preload_prefork_child(**_: Any) -> None:
     """Prefork pool: load the model in each child, after the fork (never in the parent)."""
+    _start_heartbeat()
     _preload()
 
 
@@ -228,6 +287,8 @@ def _preload_prefork_child(**_: Any) -> None:
 def _preload_threads(sender: Any = None, **_: Any) -> None:
     """Threads/solo pool (the default): the worker process is the one that runs tasks and nothing
     forks after this, so the model is loaded here, before the first message is taken."""
+    global _node_name
+    _node_name = getattr(sender, "hostname", None)
     pool = getattr(sender, "pool_cls", "") if sender is not None else ""
     name = (
         pool
@@ -235,7 +296,16 @@ def _preload_threads(sender: Any = None, **_: Any) -> None:
         else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
     )
     if "thread" in name or "solo" in name:
+        _start_heartbeat()
         _preload()
+
+
+@signals.worker_shutdown.connect
+@signals.worker_process_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    """A clean stop marks the registry row stopped: only a silent, unstopped worker is offline."""
+    if _heartbeat is not None:
+        _heartbeat.stop()
 
 
 def consumes_gpu_queue() -> bool:
@@ -258,7 +328,9 @@ def _preload() -> None:
     try:
         from rdio_tasks.asr import EngineConfig, get_engine
 
-        get_engine(EngineConfig.from_settings(ctx.settings.transcription))
+        engine = get_engine(EngineConfig.from_settings(ctx.settings.transcription))
+        if _heartbeat is not None:  # "auto" resolved: the registry shows cpu or cuda
+            _heartbeat.identity.device = engine.device
         log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)
     except Exception:  # a bad model is reported per job with a clear error, not by killing the pool
         log.exception("worker %s: could not preload model %s", os.getpid(), ctx.settings.transcription.model)

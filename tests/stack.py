@@ -18,6 +18,7 @@ from tests.helpers import ServerProcess
 
 ADMIN = "stack-admin"
 READER = "stack-reader"
+WORKER = "stack-worker"  # the `worker` scope: fetches audio, nothing else
 FINISHED = ("completed", "failed", "skipped")
 
 
@@ -27,10 +28,14 @@ class Stack:
         self.redis = EmbeddedRedis(work / "redis", persist=True)
         tx = {
             "enabled": True,
+            # tiny.en: the settings default (base) takes about twice the CPU time per call; the
+            # base model's own stack test (test_languages.py) asks for it.
+            "model": "tiny.en",
             "min_audio_seconds": 1.0,
             "sweep_interval_seconds": 1,
             "stale_after_seconds": 2,
             "lease_seconds": 10,
+            "heartbeat_seconds": 2,
             "max_attempts": 3,
             "task_time_limit_seconds": 120,
             "retry_backoff_max_seconds": 4,
@@ -47,11 +52,15 @@ class Stack:
             "api_keys": [
                 {"key": ADMIN, "name": "admin", "scopes": ["admin"], "rate_limit_per_minute": 0},
                 {"key": READER, "name": "reader", "scopes": ["read"]},
+                {"key": WORKER, "name": "gpu box", "scopes": ["worker"]},
             ],
         }
         self.server = ServerProcess(work / "api", self.config)
         self.worker: subprocess.Popen | None = None
+        self.more_workers: list[subprocess.Popen] = []  # start_worker(second=True)
         self.worker_log = work / "worker.log"
+        # RDIO_* for the worker only, e.g. its own data_dir and worker.api_url (no shared disk).
+        self.worker_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
         return {
@@ -67,28 +76,42 @@ class Stack:
         self.start_worker()
         return self
 
-    def start_worker(self) -> None:
+    def start_worker(self, second: bool = False) -> subprocess.Popen:
+        """Start the worker (``second``: one more, under its own node name, logging to the same file)."""
         log = open(self.worker_log, "ab")  # noqa: SIM115 - owned by the child
-        self.worker = subprocess.Popen(
+        node = f"test{len(self.more_workers) + 2 if second else ''}-{os.getpid()}@%h"
+        proc = subprocess.Popen(
             # The documented command, with celeryconfig's defaults (threads pool).
-            [sys.executable, *worker_argv(f"test-{os.getpid()}@%h")],
+            [sys.executable, *worker_argv(node)],
             cwd=self.work,
-            env=self.env(),
+            env={**self.env(), **self.worker_env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        if second:
+            self.more_workers.append(proc)
+        else:
+            self.worker = proc
+        return proc
 
-    def kill_worker(self) -> None:
-        """SIGKILL the worker process (and anything it started): no chance to ack or clean up."""
-        assert self.worker is not None
-        for proc in [
-            *psutil.Process(self.worker.pid).children(recursive=True),
-            psutil.Process(self.worker.pid),
-        ]:
+    def kill_worker(self, worker: subprocess.Popen | None = None) -> None:
+        """SIGKILL a worker process (default: the first) and anything it started: no chance to ack
+        or clean up."""
+        worker = worker or self.worker
+        assert worker is not None
+        for proc in [*psutil.Process(worker.pid).children(recursive=True), psutil.Process(worker.pid)]:
             proc.kill()
-        self.worker.wait(10)
+        worker.wait(10)
 
     def stop(self) -> None:
+        for extra in self.more_workers:
+            if extra.poll() is None:
+                extra.terminate()
+                try:
+                    extra.wait(20)
+                except subprocess.TimeoutExpired:
+                    extra.kill()
+                    extra.wait(5)
         if self.worker is not None and self.worker.poll() is None:
             self.worker.terminate()
             try:

@@ -30,7 +30,7 @@ def make_settings(root: Path, database_url: str, **extra) -> Settings:  # type: 
     config = {
         "data_dir": str(root),
         "database_url": database_url,
-        "transcription": {"enabled": True, "min_audio_seconds": 0.5},
+        "transcription": {"enabled": True, "min_audio_seconds": 0.5, "model": "tiny.en"},
         "tones": {"sets": [{"name": "Station 7", "tones": list(STATION_7), "kind": "two_tone"}]},
         "alerts": {
             "rules": [

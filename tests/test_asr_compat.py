@@ -54,7 +54,7 @@ PUBLIC_SURFACE = [
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[WhisperXEngine]:
-    yield get_engine(EngineConfig(align=False))
+    yield get_engine(EngineConfig(model="tiny.en", align=False))
     clear_engines()
 
 

@@ -66,7 +66,7 @@ def _free_engines() -> Iterator[None]:
 @pytest.fixture
 def engine() -> WhisperXEngine:
     """The process-wide default engine (loaded once; reloaded only if a test evicted it)."""
-    return get_engine(EngineConfig())
+    return get_engine(EngineConfig(model="tiny.en"))
 
 
 def _check_result(result: TranscriptionResult) -> None:
@@ -169,11 +169,11 @@ def test_silence_gives_empty_result(engine: WhisperXEngine) -> None:
 
 
 def test_engine_is_reused(engine: WhisperXEngine) -> None:
-    assert get_engine(EngineConfig()) is engine
+    assert get_engine(EngineConfig(model="tiny.en")) is engine
     # Per-call options do not force a reload; they are adopted by the loaded engine.
-    again = get_engine(EngineConfig(batch_size=4))
+    again = get_engine(EngineConfig(model="tiny.en", batch_size=4))
     assert again is engine and engine.config.batch_size == 4
-    get_engine(EngineConfig())
+    get_engine(EngineConfig(model="tiny.en"))
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "someorg/not-a-real-model"])
@@ -216,12 +216,14 @@ def test_missing_alignment_model_is_not_an_error(
 ) -> None:
     """No local wav2vec2 weights: transcribe anyway, aligned=False with a reason."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torch hub cache
-    eng = get_engine(EngineConfig(models_dir=tmp_path))  # new models_dir: align lookup redone
+    eng = get_engine(
+        EngineConfig(model="tiny.en", models_dir=tmp_path)
+    )  # new models_dir: align lookup redone
     assert eng is engine
     try:
         result = eng.transcribe(SPEECH / "ldc93s1_16k.wav")
     finally:
-        get_engine(EngineConfig())
+        get_engine(EngineConfig(model="tiny.en"))
     _check_result(result)
     assert result.aligned is False
     assert isinstance(result.alignment_note, str) and result.alignment_note
@@ -252,7 +254,7 @@ def test_alignment_path_with_local_weights(tmp_path: Path) -> None:
     for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
         (punkt / name).write_text("")
 
-    eng = WhisperXEngine(EngineConfig(models_dir=tmp_path))
+    eng = WhisperXEngine(EngineConfig(model="tiny.en", models_dir=tmp_path))
     try:
         result = eng.transcribe(SPEECH / "jfk.flac")
     finally:
@@ -275,9 +277,11 @@ def test_lru_eviction_frees_the_old_model() -> None:
     import torch
 
     torch_threads = torch.get_num_threads()
-    first = get_engine(EngineConfig())
+    first = get_engine(EngineConfig(model="tiny.en"))
     pipeline_ref = weakref.ref(first._pipeline)
-    other_config = EngineConfig(cpu_threads=len(os.sched_getaffinity(0)) + 1)  # a different cache key
+    other_config = EngineConfig(
+        model="tiny.en", cpu_threads=len(os.sched_getaffinity(0)) + 1
+    )  # a different cache key
     try:
         other = get_engine(other_config, max_models=1)
         assert other is not first
@@ -286,7 +290,7 @@ def test_lru_eviction_frees_the_old_model() -> None:
         with pytest.raises(RuntimeError, match="closed"):
             first.transcribe(np.zeros(16000, dtype=np.float32))
         assert "horizon" in other.transcribe(SPEECH / "librispeech_260.wav").text.lower()
-        again = get_engine(EngineConfig(), max_models=2)  # room for two: `other` stays loaded
+        again = get_engine(EngineConfig(model="tiny.en"), max_models=2)  # room for two: `other` stays loaded
         assert again is not first
         assert get_engine(other_config, max_models=2) is other
     finally:
@@ -308,12 +312,12 @@ def test_radio_is_the_default_and_plain_stays_available(engine: WhisperXEngine) 
     assert plain.mode == "plain" and plain.raw_text == plain.text and plain.removed == []
     assert "no_speech_prob" not in plain.segments[0]  # whisperx's batched path has none
     # Plain by configuration: same loaded model, per-call option only.
-    assert get_engine(EngineConfig(radio=False)) is engine
+    assert get_engine(EngineConfig(model="tiny.en", radio=False)) is engine
     try:
         assert engine.transcribe(SPEECH / "librispeech_260.wav").mode == "plain"
         assert engine.transcribe(SPEECH / "librispeech_260.wav", radio=True).mode == "radio"
     finally:
-        get_engine(EngineConfig())
+        get_engine(EngineConfig(model="tiny.en"))
     assert EngineConfig(radio={"beam_size": 3}).radio == RadioOptions(beam_size=3)
     assert EngineConfig(radio={"enabled": False, "beam_size": 3}).radio is None
     with pytest.raises(ValueError):

@@ -174,3 +174,22 @@ def test_old_events_are_pruned_and_recent_ones_kept(server, db_engine):
             session.execute(select(Event.call_id).where(Event.call_id.in_([old_call, new_call]))).scalars()
         )
     assert left == {new_call}
+
+
+def test_tones_found_after_upload_are_announced(server, db_engine):
+    """The analyze task stores tones and writes a call.analyzed event: the stream carries the
+    call's tones, so a feed card can show them without re-reading the call."""
+    from sqlalchemy import insert, update
+
+    from rdio_core.models import Call, Event, EventKind, utcnow
+
+    call_id = upload(server, fresh_system())
+    tone = {"kind": "two_tone", "frequencies": [1002.3, 1270.7], "start": 0.2, "end": 4.2}
+    with stream(server) as s:
+        with db_engine.begin() as conn:
+            conn.execute(update(Call).where(Call.id == call_id).values(tones=[tone], analyzed_at=utcnow()))
+            conn.execute(
+                insert(Event).values(kind=EventKind.CALL_ANALYZED, call_id=call_id, created_at=utcnow())
+            )
+        event = s.until(lambda e: e["event"] == "call.analyzed" and e["data"]["call_id"] == call_id)
+        assert event["data"]["tones"] == [{**tone, "digits": None, "name": None}]

@@ -55,7 +55,7 @@ def _manifest() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[WhisperXEngine]:
-    yield get_engine(EngineConfig(align=False))
+    yield get_engine(EngineConfig(model="tiny.en", align=False))
     clear_engines()
 
 

@@ -19,6 +19,8 @@ from rdio_tasks.radio import RadioOptions
     ("yaml_text", "needle"),
     [
         ("transcription:\n  radio: {no_such_option: 3}\n", "transcription.radio.no_such_option"),
+        # The case: both faults at once; the line names the first and counts the rest.
+        ("transcription:\n  radio: {beam_size: 0, no_such_option: 3}\n", "transcription.radio.beam_size"),
         ("transcription:\n  radio: {beam_size: 0}\n", "transcription.radio.beam_size"),
         ("transcription:\n  radio: {temperatures: []}\n", "transcription.radio.temperatures"),
         ("transcription:\n  radio: {no_speech_threshold: 1.5}\n", "transcription.radio.no_speech_threshold"),
@@ -87,7 +89,7 @@ def test_engine_config_is_derived_from_the_settings():
     shared = [
         f.name for f in dataclasses.fields(EngineConfig) if f.name in TranscriptionSettings.model_fields
     ]
-    assert len(shared) == 10 and all(getattr(config, name) == getattr(tx, name) for name in shared)
+    assert len(shared) == 11 and all(getattr(config, name) == getattr(tx, name) for name in shared)
     assert (config.model, config.device, config.compute_type, str(config.models_dir)) == (
         "base.en",
         "cpu",

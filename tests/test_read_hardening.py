@@ -240,3 +240,19 @@ def test_query_ids_take_only_ascii_digits(server, value):
     """Python's int() reads all of these; a radio id is written with 0-9 only (issue 13, item 10)."""
     r = httpx.get(f"{server.url}/api/calls", params={"talkgroup": value}, headers={"X-API-Key": READ_KEY})
     assert r.status_code == 422 and "digits 0-9" in r.text
+
+
+def test_a_json_body_that_is_not_utf8_is_422_not_500(server):
+    """Both JSON-body routes read the body themselves; bytes that are not UTF-8 are a client error."""
+    import httpx
+
+    from tests.conftest import ADMIN_KEY
+
+    for path in ("/api/transcription/backfill", "/api/transcription/jobs"):
+        r = httpx.post(
+            f"{server.url}{path}",
+            content=b"\xef\xbf\xbdX\xff\xfe",
+            headers={"X-API-Key": ADMIN_KEY, "Content-Type": "application/json"},
+        )
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json()["detail"][0]["type"] == "json_invalid"

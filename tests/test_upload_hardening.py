@@ -279,6 +279,7 @@ def test_optional_number_out_of_range_is_dropped_not_fatal(strict_server):
         (json.dumps({"a": [[[[[[[[[[1]]]]]]]]]]}), "nested deeper"),
         ('{"talkgroup": 5, "freq": NaN}', "NaN is not valid JSON"),
         ('{"talkgroup": 5, "freq": Infinity}', "Infinity is not valid JSON"),
+        ('{"talkgroup": 5, "srcList": [{"pos": 1e999, "src": 7}]}', "1e999 is out of range"),
     ],
 )
 def test_bad_trunk_recorder_meta_is_417(strict_server, meta, why):

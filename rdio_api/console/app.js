@@ -10,7 +10,7 @@ import { navigate } from "./nav.js";
 import { player } from "./player.js";
 import { prefs, prefsChanged, toggleHold } from "./prefs.js";
 import { searchView } from "./search.js";
-import { bus, putCall, putTranscript } from "./store.js";
+import { bus, putAnalysis, putCall, putTranscript } from "./store.js";
 import { LiveStream } from "./sse.js";
 import { talkgroupsView } from "./talkgroups.js";
 import { h, systemName, talkgroupName, unitName } from "./dom.js";
@@ -126,6 +126,8 @@ const stream = new LiveStream("/api/events", {
       player.arrived(call);
     } else if (event.type === "transcript.updated" && event.data?.call_id !== undefined) {
       putTranscript(event.data);
+    } else if (event.type === "call.analyzed" && event.data?.call_id !== undefined) {
+      putAnalysis(event.data);
     }
   },
 });

@@ -42,6 +42,13 @@ export function putTranscript({ call_id: callId, status, text, segments, error }
   emit("transcript", { callId });
 }
 
+/** Apply a `call.analyzed` event: the call's dispatch tones; views showing it redraw it. */
+export function putAnalysis({ call_id: callId, tones }) {
+  const known = calls.get(callId);
+  if (known) known.tones = tones;
+  emit("transcript", { callId });
+}
+
 /** Forget a call no view shows any more (the feed keeps the newest few hundred). */
 export function dropCall(callId) {
   if (document.querySelector(`[data-call-id="${callId}"]`)) return;

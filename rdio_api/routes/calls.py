@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import defer
 
-from rdio_api.deps import ReadKey, SessionDep, StateDep, filter_calls, latest_jobs, load_call, restrict_to_key
+from rdio_api.deps import (
+    ReadKey,
+    SessionDep,
+    StateDep,
+    filter_calls,
+    latest_jobs,
+    load_call,
+    require,
+    restrict_to_key,
+)
 from rdio_api.responses import AUTH, BAD_REQUEST, GONE, INVALID, NOT_FOUND, Responses
 from rdio_api.schemas import (
     LARGE_FIELDS,
@@ -31,8 +41,12 @@ from rdio_api.schemas import (
 from rdio_core import units
 from rdio_core.bounds import Id, OutOfRange, Time, check_id, naive_utc
 from rdio_core.models import Call, JobStatus, System, Talkgroup, TranscriptionJob
+from rdio_core.settings import ApiKey
 
 router = APIRouter(tags=["calls"])
+
+# The audio route also takes a worker key: a GPU box without the audio directory fetches with one.
+AudioKey = Annotated[ApiKey | None, Depends(require("read", "worker", public=lambda auth: auth.public_read))]
 
 
 def _encode_cursor(call: Call) -> str:
@@ -151,8 +165,14 @@ _AUDIO_RESPONSES: Responses = {
     response_class=FileResponse,
     responses={**_AUDIO_RESPONSES, **AUTH, **NOT_FOUND, **GONE, **INVALID},
 )
-def get_call_audio(call_id: Id, key: ReadKey, session: SessionDep, state: StateDep) -> FileResponse:
+def get_call_audio(call_id: Id, key: AudioKey, session: SessionDep, state: StateDep) -> FileResponse:
     call = load_call(session, call_id, key)
+    if call.audio_removed_at is not None:
+        raise HTTPException(
+            410,
+            f"Audio for call {call_id} was deleted by retention (retention.audio_days) on "
+            f"{call.audio_removed_at:%Y-%m-%d}; the call and its transcript are kept",
+        )
     path = state.store.absolute(call.audio_path)
     if not path.is_file():
         raise HTTPException(410, f"Audio for call {call_id} is missing from storage")

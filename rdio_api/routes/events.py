@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from rdio_api.deps import ReadKey, StateDep, latest_jobs, restrict_to_key
 from rdio_api.live import EventHub
 from rdio_api.responses import AUTH, INVALID, Responses
-from rdio_api.schemas import EVENT_PAYLOADS, CallCreated, CallOut, TranscriptUpdated
+from rdio_api.schemas import EVENT_PAYLOADS, CallAnalyzed, CallCreated, CallOut, TranscriptUpdated
 from rdio_api.state import AppState
 from rdio_core import units
 from rdio_core.bounds import Id
@@ -34,7 +34,8 @@ GAP_SECONDS = 30.0
 _MESSAGE = {
     "type": "object",
     "description": "One message of the stream (the `retry:` line and `: ping` comments aside). Its "
-    "`data` is the JSON of a CallCreated (`event: call.created`) or a TranscriptUpdated "
+    "`data` is the JSON of a CallCreated (`event: call.created`), a CallAnalyzed "
+    "(`event: call.analyzed`, tones found) or a TranscriptUpdated "
     "(`event: transcript.updated`).",
     "properties": {
         "id": {"type": "string", "pattern": "^[0-9]+$", "description": "send back as Last-Event-ID"},
@@ -99,9 +100,11 @@ def _scan(state: AppState, key: ApiKey | None, cursor: _Cursor, upto: int) -> li
             call = calls.get(event.call_id)
             if call is None:
                 continue
-            payload: CallCreated | TranscriptUpdated
+            payload: CallCreated | CallAnalyzed | TranscriptUpdated
             if event.kind == EventKind.CALL_CREATED:
                 payload = CallCreated(call=CallOut.of(call, jobs.get(call.id), heard.get(call.id)))
+            elif event.kind == EventKind.CALL_ANALYZED:
+                payload = CallAnalyzed(call_id=call.id, tones=call.tones or [])
             else:
                 job = by_job.get(event.job_id) if event.job_id is not None else None
                 if job is None:

@@ -1,4 +1,4 @@
-"""Liveness, readiness and Prometheus metrics.
+"""Liveness, readiness, transcription health and Prometheus metrics.
 
 /health and /ready are always open (load balancers and Kubernetes probes send no key); /metrics
 needs a read key unless ``auth.public_metrics`` (it names every system's traffic and the queue).
@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from rdio_api.deps import StateDep, metrics_access
+from rdio_api import transcription_health
+from rdio_api.deps import SessionDep, StateDep, metrics_access
 from rdio_api.responses import AUTH, Responses
-from rdio_api.schemas import Health, Readiness
+from rdio_api.schemas import Health, Readiness, TranscriptionHealth
+from rdio_api.state import AppState
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +27,10 @@ def health() -> Health:
 
 _READY: Responses = {
     200: {"description": "The database answers (broker status reported, not required)"},
-    503: {"model": Readiness, "description": "The database does not answer"},
+    503: {
+        "model": Readiness,
+        "description": "The database does not answer, or free space is below storage.min_free_bytes",
+    },
 }
 _METRICS: Responses = {200: {"description": "Prometheus text format", "content": {"text/plain": {}}}}
 
@@ -43,8 +48,16 @@ def ready(state: StateDep) -> JSONResponse:
         ok = False
     if state.broker_probe is not None:
         checks["broker"] = state.broker_probe()
+    ok = _storage_check(state, checks) and ok
     body = Readiness(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def _storage_check(state: AppState, checks: dict[str, str]) -> bool:
+    """Not ready while free space is under storage.min_free_bytes (uploads get 507 meanwhile)."""
+    low = state.store.low_space(state.settings.storage.min_free_bytes)
+    checks["storage"] = "ok" if low is None else f"low: {low}"
+    return low is None
 
 
 @router.get(
@@ -54,7 +67,21 @@ def ready(state: StateDep) -> JSONResponse:
     responses={**_METRICS, **AUTH},
     dependencies=[Depends(metrics_access)],
 )
-def metrics(state: StateDep) -> Response:
+def metrics(state: StateDep, session: SessionDep) -> Response:
     if state.metrics_refresh is not None:
         state.metrics_refresh()
+    transcription_health.export(state, session)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/api/health/transcription",
+    response_model=TranscriptionHealth,
+    responses=AUTH,
+    dependencies=[Depends(metrics_access)],
+)
+def transcription(state: StateDep, session: SessionDep) -> TranscriptionHealth:
+    """The design plan's alert conditions with their measured values: ``healthy``, or ``degraded``
+    naming what is past its line (thresholds in ``health.*``). Always 200: degraded is not down, and
+    /ready answers whether to send traffic. Same access rule as /metrics (it shows the queue)."""
+    return transcription_health.measure(state, session)[0]

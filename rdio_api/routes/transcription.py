@@ -11,11 +11,19 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from rdio_api import transcription_health
 from rdio_api.deps import JobKey, ReadKey, SessionDep, StateDep, load_call, restrict_to_key
 from rdio_api.responses import AUTH, INVALID, NOT_FOUND, TOO_LARGE, TRANSCRIPTION_OFF
-from rdio_api.schemas import CallTranscription, JobOut, JobRequest, JobSummary, QueueStatus
+from rdio_api.schemas import (
+    CallTranscription,
+    JobOut,
+    JobRequest,
+    JobSummary,
+    QueueStatus,
+    WorkerList,
+)
 from rdio_api.state import AppState
-from rdio_core import jobs
+from rdio_core import jobs, workers
 from rdio_core.bounds import Id
 from rdio_core.models import Call, JobStatus, TranscriptionJob, utcnow
 from rdio_core.settings import ALL, ApiKey
@@ -121,7 +129,9 @@ def _visible_jobs(stmt: Select, key: ApiKey | None) -> Select:
 @router.get("/api/transcription/queue/status", response_model=QueueStatus, responses=AUTH)
 def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueStatus:
     """Job counts and speed. A key limited to some systems/talkgroups counts only their jobs, and
-    gets null for the broker's figures (queue depth, workers, last sweep), which span every system."""
+    gets null for the broker's figures (queue depth, workers, last sweep), which span every system.
+    ``active_workers`` counts the registry's live gpu workers (heard within three heartbeats): no
+    worker is pinged (Celery's ping waited its whole 1 s timeout on every request)."""
     restricted = key is not None and key.systems != ALL
     if restricted:
         by_status = select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status)
@@ -152,14 +162,31 @@ def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueSta
         )
     ).one()
     dispatcher = None if restricted else state.dispatcher
+    active = None
+    if not restricted:
+        fresh = transcription_health.fresh_seconds(state.settings)
+        active = workers.active_count(workers.list_workers(session), now, fresh)
     return QueueStatus(
         enabled=state.settings.transcription.enabled,
         **{status.value: counts.get(status.value, 0) for status in JobStatus},
         completed_today=completed_today,
         completed_last_hour=done_hour,
         broker_queue_depth=dispatcher.broker_depth() if dispatcher else None,
-        active_workers=dispatcher.active_workers() if dispatcher else None,
+        active_workers=active,
         mean_processing_ms_last_hour=round(mean_ms, 1) if mean_ms is not None else None,
         mean_real_time_factor_last_hour=round(mean_rtf, 4) if mean_rtf is not None else None,
         last_sweep=dispatcher.last_sweep if dispatcher else None,
+    )
+
+
+@router.get("/api/transcription/workers", response_model=WorkerList, responses=AUTH)
+def list_workers(key: ReadKey, state: StateDep, session: SessionDep) -> WorkerList:
+    """The worker registry (rdio_core.workers), most recently heard first: what each worker process
+    runs and when its heartbeat was last heard. Stopped workers stay listed until a restart of the
+    same node replaces them or a day of silence."""
+    now = utcnow()
+    return WorkerList(
+        workers=[
+            transcription_health.worker_out(w, now, state.settings) for w in workers.list_workers(session)
+        ]
     )

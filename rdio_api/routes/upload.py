@@ -101,6 +101,15 @@ async def _handle(
     settings = state.settings
     started = time.perf_counter()
     client = request.client.host if request.client else None
+    low = state.store.low_space(settings.storage.min_free_bytes)
+    if low is not None:  # checked before a byte is spooled: nothing half-written
+        log.warning("upload refused: %s", low)
+        return _text(
+            507,
+            f"Insufficient storage: {low}; the call was not stored.",
+            "insufficient_storage",
+            {"Connection": "close"},
+        )
     try:
         form = await read_form(
             request.headers.get("content-type"),

@@ -40,7 +40,7 @@ class EngineConfig:
     A worker builds it with :meth:`from_settings`, the one place that maps settings to it.
     """
 
-    model: str = "tiny.en"
+    model: str = "base"  # the settings default; tests and benches pin tiny.en where speed matters
     device: str = "auto"  # auto | cpu | cuda
     compute_type: str = "auto"  # auto: float16 on cuda, int8 on cpu
     models_dir: Path | None = None

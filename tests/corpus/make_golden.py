@@ -67,7 +67,7 @@ def snapshot() -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     from rdio_tasks.asr import EngineConfig, WhisperXEngine
 
-    engine = WhisperXEngine(EngineConfig(device="cpu", align=False))
+    engine = WhisperXEngine(EngineConfig(model="tiny.en", device="cpu", align=False))
     try:
         options = {"plain": None, "radio": engine.config.radio}
         out: dict[str, Any] = {

@@ -1,0 +1,176 @@
+"""Backfill: jobs for historical calls behind live ones, followed to the end, resumable without
+duplicates; from the command line and from the API (admin keys)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from rdio_core import backfill, db, jobs
+from rdio_core.backfill import BackfillRequest
+from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
+from tests.helpers import clip
+from tests.stack import ADMIN, READER, Stack
+from tests.test_pipeline import upload
+from tests.test_upload import fresh_system
+
+
+def _calls(factory, system: int, statuses: list[str | None]) -> list[int]:  # type: ignore[no-untyped-def]
+    """One call per entry, with a job in that status (None: no job)."""
+    ids = []
+    with factory() as session:
+        session.add(System(id=system))
+        session.flush()
+        for status in statuses:
+            call = Call(
+                system_id=system,
+                talkgroup=1,
+                date_time=utcnow(),
+                audio_path="x.mp3",
+                audio_sha256="0" * 64,
+                audio_bytes=1,
+                audio_mime="audio/mpeg",
+                client_kind="test",
+            )
+            session.add(call)
+            session.flush()
+            if status is not None:
+                jobs.create_job(session, call.id, priority=3).status = status
+            ids.append(call.id)
+        session.commit()
+    return ids
+
+
+def _run_jobs(factory, run_id: int) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        rows = session.execute(
+            select(TranscriptionJob.call_id, TranscriptionJob.priority)
+            .join(backfill.BackfillJob, backfill.BackfillJob.job_id == TranscriptionJob.id)
+            .where(backfill.BackfillJob.run_id == run_id)
+            .order_by(TranscriptionJob.call_id)
+        )
+        return [(c, p) for c, p in rows.all()]
+
+
+def test_only_missing_skips_transcribed_and_busy_calls_and_a_rerun_adds_nothing(db_engine):
+    db.upgrade(db_engine)
+    factory = db.make_session_factory(db_engine)
+    system = fresh_system()
+    done, failed, none, busy = _calls(
+        factory, system, [JobStatus.COMPLETED, JobStatus.FAILED, None, JobStatus.QUEUED]
+    )
+    published: list[tuple[int, int]] = []
+
+    wanted = BackfillRequest(system=system, only_missing=True)
+    run, resumed = backfill.open_run(factory, wanted, 5, "test")
+    assert not resumed
+    assert backfill.queue_run(factory, run.id, published.extend, batch=2) == 2
+    assert _run_jobs(factory, run.id) == [(failed, 5), (none, 5)]  # at the backfill priority
+    assert sorted(p for _, p in published) == [5, 5]
+
+    again, resumed = backfill.open_run(factory, wanted, 5, "test")
+    assert resumed and again.id == run.id
+    assert backfill.queue_run(factory, run.id, published.extend) == 0  # nothing twice
+    with factory() as session:
+        progress = backfill.progress(session, run.id)
+    assert progress is not None and progress.total == 2 and progress.queuing_finished
+    assert progress.counts == {"pending": 2} and not progress.finished
+
+    # Without only_missing: a re-transcription of every call not under way (busy has a queued job).
+    everything = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")[0]
+    assert backfill.queue_run(factory, everything.id) == 1  # `done`: the others have jobs pending now
+    assert [c for c, _ in _run_jobs(factory, everything.id)] == [done]
+    assert busy not in [c for c, _ in _run_jobs(factory, everything.id)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, database_url):
+    s = Stack(tmp_path_factory.mktemp("backfill"), database_url, lease_seconds=30).start()
+    yield s
+    s.stop()
+
+
+def _cli(stack: Stack, *args: str) -> tuple[dict, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdio_api", "transcribe", *args],
+        env=stack.env(),
+        cwd=stack.work,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr + stack.logs()
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+def test_cli_backfill_follows_completion_and_resumes(stack):
+    system = fresh_system()
+    ids = [upload(stack, clip("speech_sdrtrunk.mp3"), system=system, talkgroup=100 + i) for i in range(3)]
+    for call_id in ids:
+        stack.wait_call(call_id)
+
+    missing, _ = _cli(stack, "--system", str(system), "--only-missing")
+    assert missing["total"] == 0  # every call has its transcript already
+
+    result, stderr = _cli(stack, "--system", str(system), "--since", "2000-01-01T00:00")
+    assert result["total"] == 3 and result["done"] == 3 and result.get("completed") == 3, stderr
+    assert "3 new jobs queued at priority 5" in stderr
+    for call_id in ids:
+        body = stack.get(f"/api/calls/{call_id}/transcription").json()
+        assert len(body["history"]) == 2 and body["latest_job"]["priority"] == 5  # live ones were 3
+
+    again, stderr = _cli(stack, "--system", str(system), "--since", "2000-01-01T00:00")
+    assert "(resumed)" in stderr and "0 new jobs" in stderr
+    assert again["total"] == 3  # the same run: no duplicate jobs
+
+
+def test_cli_rejects_bad_times(stack):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdio_api", "transcribe", "--since", "yesterday"],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--since/--until" in proc.stderr
+
+
+def test_api_backfill_for_admin_keys(stack):
+    system = fresh_system()
+    now = int(time.time())
+    ids = [
+        upload(stack, clip("speech_sdrtrunk.mp3"), system=system, talkgroup=77, when=now - 60 * i)
+        for i in range(2)
+    ]
+    for call_id in ids:
+        stack.wait_call(call_id)
+    url = f"{stack.server.url}/api/transcription/backfill"
+    body = {"system": system, "talkgroup": 77}
+    assert httpx.post(url, json=body, headers={"X-API-Key": READER}, timeout=10).status_code == 403
+
+    started = httpx.post(url, json=body, headers={"X-API-Key": ADMIN}, timeout=10)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+    deadline = time.monotonic() + 120
+    while True:
+        state = httpx.get(f"{url}/{run_id}", headers={"X-API-Key": ADMIN}, timeout=10).json()
+        if state["finished"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert state["finished"], f"{state}\n{stack.logs()}"
+    assert state["total"] == 2 and state["counts"] == {"completed": 2}
+
+    resumed = httpx.post(url, json=body, headers={"X-API-Key": ADMIN}, timeout=10).json()
+    assert resumed["id"] == run_id and resumed["resumed"] and resumed["total"] == 2
+
+    bad = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    assert httpx.post(url, json=bad, headers={"X-API-Key": ADMIN}, timeout=10).status_code == 400
+    typo = httpx.post(url, json={"sytem": 1}, headers={"X-API-Key": ADMIN}, timeout=10)
+    assert typo.status_code == 422
+    assert httpx.get(f"{url}/999999999", headers={"X-API-Key": ADMIN}, timeout=10).status_code == 404
