@@ -4,6 +4,7 @@ HTTP with a ``worker`` key and checks it against the sha256 stored at upload."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -45,7 +46,12 @@ def test_worker_without_the_audio_directory_transcribes_by_fetching(stack):
     body = stack.wait_call(call_id)
     assert body["latest_job"]["status"] == "completed", stack.logs()
     assert body["latest_job"]["text"].strip()
-    assert f"call {call_id}: fetched" in stack.worker_log.read_text() and "sha256 verified" in stack.logs()
+    # The worker's log is a redirected stream, written in blocks: its lines may trail the DB row.
+    deadline = time.monotonic() + 15
+    while f"call {call_id}: fetched" not in stack.worker_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = stack.worker_log.read_text()
+    assert f"call {call_id}: fetched" in log and "sha256 verified" in log, stack.logs()
     box = stack.work / "gpu-box" / "audio"
     assert [p for p in box.rglob("*") if p.is_file()] == []  # the copy is removed once decoded
 
