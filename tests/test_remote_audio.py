@@ -52,8 +52,13 @@ def test_worker_without_the_audio_directory_transcribes_by_fetching(stack):
         time.sleep(0.2)
     log = stack.worker_log.read_text()
     assert f"call {call_id}: fetched" in log and "sha256 verified" in log, stack.logs()
+    # The copy is removed once decoded. Another job may be fetching at this moment (the sweeper
+    # re-publishes any job left queued), so wait for the spool to drain rather than look once.
     box = stack.work / "gpu-box" / "audio"
-    assert [p for p in box.rglob("*") if p.is_file()] == []  # the copy is removed once decoded
+    deadline = time.monotonic() + 20
+    while [p for p in box.rglob("*") if p.is_file()] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p for p in box.rglob("*") if p.is_file()] == [], stack.logs()
 
 
 def _api_file(stack: Stack, call_id: int):  # type: ignore[no-untyped-def]
