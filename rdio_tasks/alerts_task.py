@@ -25,9 +25,10 @@ from rdio_core import units
 from rdio_core.alerts import document, outbox, redact
 from rdio_core.alerts.document import AlertDocument, AlertUnit
 from rdio_core.alerts.models import AlertDelivery
-from rdio_core.alerts.outbox import AttemptResult, ClaimOutcome
+from rdio_core.alerts.outbox import AttemptResult
 from rdio_core.alerts.rules import call_units
 from rdio_core.alerts.settings import AlertAction, WebhookAction
+from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import Call, JobStatus, TranscriptionJob
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context

@@ -12,6 +12,7 @@ from sqlalchemy import event, func, select
 from rdio_core import db
 from rdio_core.alerts import fire_alerts, outbox
 from rdio_core.alerts.models import AlertAttempt, AlertDelivery, DeliveryStatus
+from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import Call, System, utcnow
 from rdio_core.settings import Settings
 from tests.test_upload import fresh_system
@@ -172,17 +173,17 @@ def test_attempts_are_recorded_and_bounded(factory):
         factory, settings({"name": "b", "talkgroups": [100], "actions": [HOOK]}), call_id, "upload"
     )
     first = outbox.claim(factory, delivery_id, lease_seconds=60, max_attempts=2)
-    assert first.outcome is outbox.ClaimOutcome.CLAIMED and first.call is not None
+    assert first.outcome is ClaimOutcome.CLAIMED and first.call is not None
     # While the attempt is in flight, a duplicate message finds it busy (no double send).
-    assert outbox.claim(factory, delivery_id, 60, 2).outcome is outbox.ClaimOutcome.BUSY
+    assert outbox.claim(factory, delivery_id, 60, 2).outcome is ClaimOutcome.BUSY
     assert first.delivery is not None
     failed = outbox.AttemptResult(False, 12.5, 500, "HTTP 500: boom")
     assert outbox.settle(factory, first.delivery, failed, retry_in=0.0) is DeliveryStatus.PENDING
     second = outbox.claim(factory, delivery_id, 60, 2)
-    assert second.outcome is outbox.ClaimOutcome.CLAIMED and second.delivery is not None
+    assert second.outcome is ClaimOutcome.CLAIMED and second.delivery is not None
     assert outbox.settle(factory, second.delivery, failed, retry_in=0.0) is DeliveryStatus.PENDING
     # Out of attempts: the next claim ends it as failed with the last error.
-    assert outbox.claim(factory, delivery_id, 60, 2).outcome is outbox.ClaimOutcome.GAVE_UP
+    assert outbox.claim(factory, delivery_id, 60, 2).outcome is ClaimOutcome.GAVE_UP
     (row,) = deliveries(factory, call_id)
     assert row.status == "failed" and row.attempts == 2 and "HTTP 500: boom" in (row.error or "")
     with factory() as session:
@@ -190,7 +191,7 @@ def test_attempts_are_recorded_and_bounded(factory):
             select(AlertAttempt.status_code).where(AlertAttempt.delivery_id == delivery_id)
         ).scalars()
         assert list(codes) == [500, 500]
-    assert outbox.claim(factory, delivery_id, 60, 2).outcome is outbox.ClaimOutcome.DONE
+    assert outbox.claim(factory, delivery_id, 60, 2).outcome is ClaimOutcome.FINAL
 
 
 def test_sweeper_republishes_only_what_the_broker_lost(factory):

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CursorResult, Update, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import units
+from rdio_core import jobs, units  # jobs.ClaimOutcome: one vocabulary for every outbox claim
 from rdio_core.alerts.models import AlertAttempt, AlertCooldown, AlertDelivery, DeliveryStatus
 from rdio_core.alerts.rules import CallFacts, CompiledRule, call_units, compile_rules
 from rdio_core.alerts.settings import Stage
@@ -159,17 +158,9 @@ def _insert_deliveries(
 # -- delivering --------------------------------------------------------------------------------------
 
 
-class ClaimOutcome(StrEnum):
-    CLAIMED = "claimed"  # this attempt is ours, under a lease
-    DONE = "done"  # sent or failed already
-    BUSY = "busy"  # another attempt holds a live lease
-    GAVE_UP = "gave_up"  # out of attempts: ended as failed by this claim
-    MISSING = "missing"  # no such delivery (deleted with its call)
-
-
 @dataclass(frozen=True)
 class Claim:
-    outcome: ClaimOutcome
+    outcome: jobs.ClaimOutcome
     delivery: AlertDelivery | None = None
     call: Call | None = None
 
@@ -198,13 +189,13 @@ def claim(factory: sessionmaker[Session], delivery_id: int, lease_seconds: float
         session.commit()
         delivery = session.get(AlertDelivery, delivery_id)
         if delivery is None:
-            return Claim(ClaimOutcome.MISSING)
+            return Claim(jobs.ClaimOutcome.MISSING)
         if taken:
-            return Claim(ClaimOutcome.CLAIMED, delivery, session.get(Call, delivery.call_id))
+            return Claim(jobs.ClaimOutcome.CLAIMED, delivery, session.get(Call, delivery.call_id))
         if delivery.status != DeliveryStatus.PENDING:
-            return Claim(ClaimOutcome.DONE, delivery)
+            return Claim(jobs.ClaimOutcome.FINAL, delivery)
         if delivery.lease_expires_at is not None and delivery.lease_expires_at >= now:
-            return Claim(ClaimOutcome.BUSY, delivery)
+            return Claim(jobs.ClaimOutcome.BUSY, delivery)
         gave_up = _changed(
             session,
             update(AlertDelivery)
@@ -217,7 +208,7 @@ def claim(factory: sessionmaker[Session], delivery_id: int, lease_seconds: float
             ),
         )
         session.commit()
-        return Claim(ClaimOutcome.GAVE_UP if gave_up else ClaimOutcome.DONE, delivery)
+        return Claim(jobs.ClaimOutcome.GAVE_UP if gave_up else jobs.ClaimOutcome.FINAL, delivery)
 
 
 @dataclass(frozen=True)
