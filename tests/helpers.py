@@ -164,26 +164,34 @@ def clip(name: str) -> bytes:
     return (CLIPS / name).read_bytes()
 
 
+def bare_call(session, system: int):  # type: ignore[no-untyped-def]
+    """A minimal call row (talkgroup 1, a fake audio path) in ``session``, flushed (it has an id)."""
+    from rdio_core.models import Call, utcnow
+
+    call = Call(
+        system_id=system,
+        talkgroup=1,
+        date_time=utcnow(),
+        audio_path="x.mp3",
+        audio_sha256="0" * 64,
+        audio_bytes=1,
+        audio_mime="audio/mpeg",
+        client_kind="test",
+    )
+    session.add(call)
+    session.flush()
+    return call
+
+
 def call_with_job(factory, system: int, label: str = "test") -> int:  # type: ignore[no-untyped-def]
     """A minimal call (system, talkgroup 1, a fake audio path) with a pending job; the job's id."""
     from rdio_core import jobs
-    from rdio_core.models import Call, System, utcnow
+    from rdio_core.models import System
 
     with factory() as session:
         session.add(System(id=system, label=label))
         session.flush()
-        call = Call(
-            system_id=system,
-            talkgroup=1,
-            date_time=utcnow(),
-            audio_path="x.mp3",
-            audio_sha256="0" * 64,
-            audio_bytes=1,
-            audio_mime="audio/mpeg",
-            client_kind="test",
-        )
-        session.add(call)
-        session.flush()
+        call = bare_call(session, system)
         job_id = jobs.create_job(session, call.id, priority=3).id
         session.commit()
     return job_id

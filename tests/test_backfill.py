@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from rdio_core import backfill, db, jobs
 from rdio_core.backfill import BackfillRequest
-from rdio_core.models import Call, JobStatus, System, TranscriptionJob, utcnow
-from tests.helpers import clip
+from rdio_core.models import JobStatus, System, TranscriptionJob
+from tests.helpers import bare_call, clip
 from tests.stack import ADMIN, READER, Stack
 from tests.test_pipeline import upload
 from tests.test_upload import fresh_system
@@ -28,18 +28,7 @@ def _calls(factory, system: int, statuses: list[str | None]) -> list[int]:  # ty
         session.add(System(id=system))
         session.flush()
         for status in statuses:
-            call = Call(
-                system_id=system,
-                talkgroup=1,
-                date_time=utcnow(),
-                audio_path="x.mp3",
-                audio_sha256="0" * 64,
-                audio_bytes=1,
-                audio_mime="audio/mpeg",
-                client_kind="test",
-            )
-            session.add(call)
-            session.flush()
+            call = bare_call(session, system)
             if status is not None:
                 jobs.create_job(session, call.id, priority=3).status = status
             ids.append(call.id)
