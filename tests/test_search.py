@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from rdio_core import db, jobs
+from rdio_core.models import Call, utcnow
 from tests.conftest import ADMIN_KEY, READ_KEY, SCOPED_KEY
 from tests.helpers import clip
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
@@ -125,6 +127,20 @@ def test_filters(server, corpus):
     assert ids(find(server, "smoke", system=corpus["system"], talkgroup=104)) == []
     assert ids(find(server, "smoke", system=corpus["system"], until="2001-01-01T00:00:00Z")) == []
     assert ids(find(server, "smoke", system=corpus["system"], has_audio=True)) == [corpus["split"]]
+
+
+def test_has_audio_follows_retention(server, db_engine):
+    """Retention deletes the file and marks the row: the call leaves has_audio=true for has_audio=false."""
+    system = fresh_system()
+    kept, removed = (upload(server, system, talkgroup=300 + i) for i in range(2))
+    for call_id in (kept, removed):
+        transcribe(db_engine, call_id, "retention heron check")
+    with db.make_session_factory(db_engine)() as session:
+        session.execute(update(Call).where(Call.id == removed).values(audio_removed_at=utcnow()))
+        session.commit()
+    assert ids(find(server, "heron", system=system, has_audio=True)) == [kept]
+    assert ids(find(server, "heron", system=system, has_audio=False)) == [removed]
+    assert ids(find(server, "heron", system=system)) == [removed, kept]
 
 
 def test_retranscription_replaces_the_entry(server, db_engine):

@@ -58,7 +58,9 @@ def search_calls(
         raise HTTPException(400, str(exc)) from None
     stmt = filter_calls(restrict_to_key(select(Call), key), system, talkgroup, since, until)
     if has_audio is not None:
-        stmt = stmt.where(Call.audio_bytes > 0 if has_audio else Call.audio_bytes <= 0)
+        # Empty uploads are refused, so every call had audio; retention deletes it and marks the row.
+        kept = Call.audio_removed_at.is_(None)
+        stmt = stmt.where(kept if has_audio else ~kept)
     offset = 0
     if order == "newest" and cursor:
         stmt = stmt.where(Call.id < _read_cursor(cursor, "id"))
