@@ -463,7 +463,15 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-        if loaded is not None and not isinstance(loaded, dict):
+        if loaded is None:
+            # An editor that truncates then writes, or a half-copied file, shows this for a moment:
+            # taken as "all defaults" it dropped every API key (401 for all) and pointed data_dir
+            # at ./data, an empty database beside the real one.
+            raise ConfigError(
+                f"config file {path} is empty (no keys, or only comments): write the file atomically "
+                "(a temporary file in the same directory, then rename it over this one)"
+            )
+        if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of keys")
     _yaml_path.value = path
     try:
