@@ -142,6 +142,10 @@ class UploadSettings(_Strict):
     # A request that has not shown a valid key this long after it started is answered 408: a client
     # trickling a byte at a time would otherwise hold its connection for good without one.
     unauthenticated_timeout_seconds: float = Field(default=60.0, gt=0)
+    # A call whose dateTime is further ahead of this server's clock is stored at the time received
+    # and the sent time noted on it (meta.ignored_fields.dateTime): a recorder's clock set years
+    # ahead kept its calls at the top of every list. 24 h covers a time zone sent as UTC (14 h).
+    max_future_skew_seconds: float = Field(default=86400.0, gt=0)
 
 
 class TLSSettings(_Strict):
