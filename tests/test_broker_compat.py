@@ -48,9 +48,19 @@ def test_queue_depth_counts_every_priority_and_the_reserved(broker):
         assert broker_compat.queue_depth(channel, QUEUE) == 3
         reserved = queue.get(timeout=2)  # taken, not acked: still the broker's to redeliver
         assert broker_compat.queue_depth(channel, QUEUE) == 3
+        assert broker_compat.queue_counts(channel, QUEUE) == (2, 1)
+        assert broker_compat.queue_counts(channel, "alerts") == (0, 0)  # the hash is shared
         reserved.ack()
         assert broker_compat.queue_depth(channel, QUEUE) == 2
         queue.close()
+
+
+def test_a_changed_unacked_layout_is_named(broker):
+    with Connection(broker.url, transport_options=app.conf.broker_transport_options) as conn:
+        channel = conn.default_channel
+        channel.client.hset(channel.unacked_key, "tag", b"not kombu's list")
+        with pytest.raises(broker_compat.BrokerCompatError, match=r"QoS\.append"):
+            broker_compat.queue_counts(channel, QUEUE)
 
 
 def test_a_moved_symbol_is_named():
