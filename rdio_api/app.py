@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.rdio = state
         cleanups = [c for c in (hook(state) for hook in STARTUP_HOOKS) if c is not None]
         watcher = SettingsWatcher(config_path(), settings, state.apply_settings).start()
+        state.config_error = lambda: watcher.error
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.trigger)
         cleanups.insert(0, watcher.stop)

@@ -30,7 +30,14 @@ class IncompleteCall(Exception):
 
 
 _BAD_NUMBER = f"not a whole number from 1 to {MAX_ID}"
-_BAD_TIME = "not a time from 1970-01-02 to 2100-01-01 UTC"
+_BAD_TIME = (
+    "not a time from 1970-01-02 to 2100-01-01 UTC; a number is Unix seconds, "
+    "or milliseconds when it has 13 digits or more"
+)
+#: A number at or above this is milliseconds (13 digits: from 2001-09-09), below it seconds. A
+#: 12-digit number is then seconds past the year 5138 and refused: read as milliseconds it used to
+#: land in the 1970s-1990s, silently. SDRTrunk and trunk-recorder send 10-digit seconds.
+MILLISECONDS_FROM = 10**12
 # Stored in their own columns (sources, frequencies): kept out of the stored meta so a long call's
 # srcList is not written twice (issue 13: 900 KB meta per call, stored twice).
 _META_COPIED = ("srcList", "freqList")
@@ -63,6 +70,28 @@ class CallData:
     audio_type: str | None = None
     meta: dict[str, Any] | None = None
     ignored: dict[str, str] = field(default_factory=dict)
+    date_time_sent: str | None = None  # the dateTime as sent, for the note hold_to_clock leaves
+
+
+def hold_to_clock(call: CallData, received: datetime, max_ahead_seconds: float) -> bool:
+    """A call stamped more than ``max_ahead_seconds`` after ``received`` (naive UTC, the server's
+    clock) is stored at ``received``, with the time sent noted under ``meta.ignored_fields``.
+
+    A recorder whose clock is years ahead put its calls at the top of ``GET /api/calls`` and the
+    live feed for good. Refusing them is no answer: SDRTrunk drops a call on any reply but success.
+    Times behind the clock are kept whatever their age (queued and imported calls arrive late).
+    True when the time was replaced."""
+    ahead = (call.date_time - received).total_seconds()
+    if ahead <= max_ahead_seconds:
+        return False
+    sent = call.date_time_sent or call.date_time.isoformat()
+    call.ignored["dateTime"] = (
+        f"{sent[:60]} ({call.date_time:%Y-%m-%dT%H:%M:%S}Z) was {ahead / 86400:.1f} days ahead of "
+        f"the server clock (upload.max_future_skew_seconds {max_ahead_seconds:g}): stored at the "
+        "time received"
+    )
+    call.date_time = received
+    return True
 
 
 def clean_text(value: Any, limit: int = 200) -> str | None:
@@ -108,9 +137,9 @@ def _datetime(value: Any, *, millis: bool = False) -> datetime | None:
         return None
     if _NUMBER.fullmatch(text):
         seconds = float(text)
-        if millis or seconds > 1e11:  # a 13-digit value is milliseconds whatever the field name
+        if millis or seconds >= MILLISECONDS_FROM:
             seconds /= 1000.0
-        if not 0 < seconds < 1e11:
+        if not 0 < seconds < MILLISECONDS_FROM:  # fromtimestamp overflows long before 10^12 s
             return None
         parsed = datetime.fromtimestamp(seconds, UTC)
     else:
@@ -211,6 +240,7 @@ def from_rdio_fields(fields: dict[str, str]) -> CallData:
         system=system,
         talkgroup=talkgroup,
         date_time=date_time,
+        date_time_sent=clean_text(raw_time),
         source=source,
         frequency=parse_id(fields.get("frequency")),
         frequencies=frequencies,

@@ -72,7 +72,12 @@ class IngestResult:
 def plan_job(
     settings: Settings, system: int, talkgroup: int, duration: float | None
 ) -> tuple[str, str | None] | None:
-    """Decide the transcription job created with a call: (status, reason) or None for no job."""
+    """Decide the transcription job created with a call: (status, reason) or None for no job.
+
+    Too long is not decided here: ``duration`` is what the container says (MP3/AAC estimates, a
+    FLAC's or MP4's header), and a header claiming 10 hours over 2 s of speech got the call skipped,
+    never transcribed. The worker decides on the decoded audio, decoding at most
+    ``max_audio_seconds`` + 0.5 s (rdio_tasks.audio_decode), and corrects the stored duration."""
     cfg = settings.transcription
     if not cfg.enabled:
         return None
@@ -82,11 +87,6 @@ def plan_job(
         return (
             JobStatus.SKIPPED,
             f"audio too short: {duration:.2f}s < min_audio_seconds {cfg.min_audio_seconds}",
-        )
-    if duration is not None and duration > cfg.max_audio_seconds:
-        return (
-            JobStatus.SKIPPED,
-            f"audio too long: {duration:.1f}s > max_audio_seconds {cfg.max_audio_seconds}",
         )
     return JobStatus.PENDING, None
 

@@ -365,7 +365,11 @@ class QueueStatus(BaseModel):
     skipped: int
     completed_today: int
     completed_last_hour: int
-    broker_queue_depth: int | None
+    broker_queue_depth: int | None = Field(description="messages in the gpu queue a worker can take now")
+    broker_reserved: int | None = Field(
+        description="gpu messages taken and not acknowledged: running, prefetched, retry countdowns, "
+        "or a dead worker's until the broker's visibility timeout redelivers them"
+    )
     active_workers: int | None
     mean_processing_ms_last_hour: float | None
     mean_real_time_factor_last_hour: float | None

@@ -53,6 +53,7 @@ class AppState:
     dispatcher: Dispatcher | None = None
     broker_probe: Callable[[], str] | None = None  # /ready's "broker" check
     metrics_refresh: Callable[[], None] | None = None  # job gauges, read by /metrics
+    config_error: Callable[[], str | None] | None = None  # why the last config reload was refused
 
     def __post_init__(self) -> None:
         upload = self.settings.upload

@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOBS = Gauge("rdio_transcription_jobs", "Transcription jobs by status", ["status"])
-QUEUE_DEPTH = Gauge("rdio_transcription_queue_depth", "Messages waiting or reserved in the gpu queue")
+QUEUE_DEPTH = Gauge("rdio_transcription_queue_depth", "Messages waiting in the gpu queue for a worker")
+QUEUE_RESERVED = Gauge(
+    "rdio_transcription_queue_reserved",
+    "gpu queue messages a worker took and has not acknowledged (running, prefetched, retry "
+    "countdowns, or a dead worker's until the broker's visibility timeout hands them back)",
+)
 PROCESSING_SECONDS = Histogram(
     "rdio_transcription_processing_seconds",
     "Worker processing time per completed job",
@@ -78,8 +83,9 @@ def _refresher(state: AppState, dispatcher: Dispatcher | None) -> Callable[[], N
                 PROCESSING_SECONDS.observe(ms / 1000)
             if rtf is not None:
                 REAL_TIME_FACTOR.observe(rtf)
-        depth = dispatcher.broker_depth() if dispatcher is not None else None
-        if depth is not None:
-            QUEUE_DEPTH.set(depth)
+        broker = dispatcher.broker_counts() if dispatcher is not None else None
+        if broker is not None:
+            QUEUE_DEPTH.set(broker.waiting)
+            QUEUE_RESERVED.set(broker.reserved)
 
     return refresh

@@ -42,8 +42,10 @@ _DATE_TIME = {
         {"type": "string", "format": "date-time"},
     ],
     "description": (
-        f"Start of the call: Unix seconds (SDRTrunk) or RFC 3339; a 13-digit number is read as "
-        f"milliseconds. Between {MIN_TIME.date()} and {MAX_TIME.date()} UTC."
+        f"Start of the call: Unix seconds (SDRTrunk) or RFC 3339; a number of 13 digits or more is "
+        f"read as milliseconds (12 digits: refused). Between {MIN_TIME.date()} and {MAX_TIME.date()} "
+        "UTC. More than upload.max_future_skew_seconds (24 h) ahead of the server's clock: stored at "
+        "the time received, the time sent noted in meta.ignored_fields."
     ),
 }
 

@@ -76,10 +76,36 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-# Containers whose header states the sample count exactly (WAV: the data chunk's size). FLAC's
-# total_samples may legitimately be 0 ("unknown"), so its length is checked by the worker after
-# decoding instead; MP3/AAC lengths are estimates.
+# Containers whose length is measured here, not taken from a header: WAV, from the data bytes
+# present (wav_seconds). FLAC's total_samples may legitimately be 0 ("unknown") and, like MP3/AAC
+# estimates and MP4's mvhd, can claim any length: the worker measures those by decoding.
 _EXACT_LENGTH = frozenset({"wav"})
+#: How much of a WAV's start is searched for its ``fmt `` and ``data`` chunks (LIST/bext chunks
+#: before the samples are a few KB).
+_WAV_HEAD_BYTES = 1 << 16
+_WAV_SIZE_UNKNOWN = (0, 0xFFFFFFFF)  # what streaming writers leave in a size they never came back to
+
+
+def wav_seconds(head: bytes, total_size: int) -> float | None:
+    """Seconds of audio a WAV holds, from the bytes present after its ``data`` chunk header.
+
+    The header's size is a claim: a file holding 2 s of speech whose data chunk said 10 hours was
+    stored as 36,000 s and skipped as too long. FFmpeg (the worker's decoder) reads to the end of
+    the file when the size is 0 or runs past it, and stops at the size when it is shorter; so does
+    this. ``head`` is the file's first bytes (``_WAV_HEAD_BYTES``), ``total_size`` its length. None
+    when the chunks are not within the head (the caller keeps the parser's figure)."""
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk_id, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk_id == b"fmt " and pos + 20 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
+        elif chunk_id == b"data":
+            present = max(total_size - (pos + 8), 0)
+            used = present if size in _WAV_SIZE_UNKNOWN else min(size, present)
+            return used / byte_rate if byte_rate else None
+        pos += 8 + size + (size & 1)  # chunks are padded to an even length
+    return None
+
 
 _PARSERS = {
     "mp3": MP3,
@@ -99,12 +125,13 @@ def probe(source: bytes | Path) -> AudioInfo:
     (a 44-byte WAV header with an empty data chunk used to be accepted as a call)."""
     if isinstance(source, Path):
         with source.open("rb") as fh:
-            head = fh.read(128)
+            head = fh.read(_WAV_HEAD_BYTES)
+        total_size = source.stat().st_size
     else:
-        head = source[:128]
+        head, total_size = source[:_WAV_HEAD_BYTES], len(source)
     if not head:
         raise NotAudioError("empty audio")
-    kind = sniff(head)
+    kind = sniff(head[:128])
     if kind is None:
         raise NotAudioError("unrecognised audio format (expected MP3, M4A/AAC, WAV, FLAC, OGG/Opus)")
     try:
@@ -120,6 +147,9 @@ def probe(source: bytes | Path) -> AudioInfo:
     ) as exc:
         raise NotAudioError(f"corrupt {kind} audio: {exc}") from None
     length = getattr(parsed.info, "length", None)
+    if kind == "wav":
+        measured = wav_seconds(head, total_size)
+        length = measured if measured is not None else length
     if kind in _EXACT_LENGTH and not length:
         raise NotAudioError(f"{kind} audio with no samples")
     duration = round(float(length), 3) if length and length > 0 else None

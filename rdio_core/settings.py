@@ -142,6 +142,10 @@ class UploadSettings(_Strict):
     # A request that has not shown a valid key this long after it started is answered 408: a client
     # trickling a byte at a time would otherwise hold its connection for good without one.
     unauthenticated_timeout_seconds: float = Field(default=60.0, gt=0)
+    # A call whose dateTime is further ahead of this server's clock is stored at the time received
+    # and the sent time noted on it (meta.ignored_fields.dateTime): a recorder's clock set years
+    # ahead kept its calls at the top of every list. 24 h covers a time zone sent as UTC (14 h).
+    max_future_skew_seconds: float = Field(default=86400.0, gt=0)
 
 
 class TLSSettings(_Strict):
@@ -463,7 +467,15 @@ def load_settings(explicit: str | os.PathLike[str] | None = None, **overrides: A
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-        if loaded is not None and not isinstance(loaded, dict):
+        if loaded is None:
+            # An editor that truncates then writes, or a half-copied file, shows this for a moment:
+            # taken as "all defaults" it dropped every API key (401 for all) and pointed data_dir
+            # at ./data, an empty database beside the real one.
+            raise ConfigError(
+                f"config file {path} is empty (no keys, or only comments): write the file atomically "
+                "(a temporary file in the same directory, then rename it over this one)"
+            )
+        if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping of keys")
     _yaml_path.value = path
     try:

@@ -1,10 +1,14 @@
 """Pick up config file edits without a restart (on SIGHUP, or when the file's mtime changes).
 
 API keys, upload limits and per-system/talkgroup transcription settings take effect at once. A
-file that no longer validates is reported and ignored: the running settings stay. Keys that need
-a restart (database, broker, directories, listeners, what the Celery worker fixed when it started)
-are reported, not applied half-way: they keep their running value. :func:`reload_settings` is that
-rule, used by the API's :class:`SettingsWatcher` and by the worker (``rdio_tasks.context``) alike.
+file that would lock everyone out or move the data is refused with one log line, like a file that
+no longer validates, and the running settings stay: an empty or comment-only file (an editor's
+truncate-then-write), no ``api_keys`` where there were some, a changed ``data_dir`` /
+``database_url`` / ``audio_dir``. Before, an empty file was applied: every upload got 401. Other
+keys that need a restart (broker, listeners, what the Celery worker fixed when it started) are
+reported, not applied half-way: they keep their running value. :func:`check_reload` is that rule,
+used by the API's :class:`SettingsWatcher` (which keeps the refusal for ``/ready``) and by the worker
+(``rdio_tasks.context``) alike.
 """
 
 from __future__ import annotations
@@ -23,13 +27,10 @@ log = logging.getLogger(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
 
-#: Dotted keys that keep their running value until a restart. The ``transcription`` ones are fixed
-#: when a Celery worker starts (celeryconfig: pool size, time limits, the broker's visibility
-#: timeout, the retry backoff cap).
+#: Dotted keys that keep their running value until a restart (a changed data place is refused
+#: instead: MOVES_THE_DATA). The ``transcription`` ones are fixed when a Celery worker starts
+#: (celeryconfig: pool size, time limits, the broker's visibility timeout, the retry backoff cap).
 RESTART_ONLY = (
-    "data_dir",
-    "database_url",
-    "audio_dir",
     "broker_url",
     "server",
     "tls",
@@ -54,20 +55,44 @@ def _keep(new: Model, current: Model, key: str) -> Model:
     return new.model_copy(update={head: value})
 
 
-def reload_settings(path: Path, current: Settings) -> Settings | None:
-    """``path`` loaded again, restart-only keys kept as they run; None (logged) when it does not
-    validate, so the caller keeps ``current``."""
-    try:
-        new = load_settings(path)
-    except ConfigError as exc:
-        log.error("config reload ignored, keeping the running settings: %s", exc)
-        return None
+#: Where the calls live: a reload that changes one is refused as a whole (the rest of the file is
+#: likely as wrong), so a later restart is the only way to move the data, and a deliberate one.
+MOVES_THE_DATA = ("data_dir", "database_url", "audio_dir")
+
+
+def check_reload(path: Path, current: Settings) -> Settings:
+    """``path`` loaded again, restart-only keys kept as they run; ConfigError (one line, saying why)
+    when it does not validate or would lock everyone out or move the data."""
+    new = load_settings(path)
+    if current.api_keys and not new.api_keys:
+        raise ConfigError(
+            f"{path} has no api_keys (the running settings have {len(current.api_keys)}): "
+            "every upload and read would get 401"
+        )
+    moved = [key for key in MOVES_THE_DATA if _get(new, key) != _get(current, key)]
+    if moved:
+        raise ConfigError(
+            f"{', '.join(moved)} changed in {path}: where calls are stored changes only with a restart"
+        )
     changed = [key for key in RESTART_ONLY if _get(new, key) != _get(current, key)]
     if changed:
         log.warning("config keys %s changed: they take effect after a restart", ", ".join(changed))
         for key in changed:
             new = _keep(new, current, key)
     return new
+
+
+def reload_settings(path: Path, current: Settings) -> Settings | None:
+    """:func:`check_reload`, or None (logged) when it refuses, so the caller keeps ``current``."""
+    try:
+        return check_reload(path, current)
+    except ConfigError as exc:
+        _log_refusal(exc)
+        return None
+
+
+def _log_refusal(exc: ConfigError) -> None:
+    log.error("config reload ignored, keeping the running settings: %s", exc)
 
 
 def _mtime(path: Path) -> float | None:
@@ -86,6 +111,8 @@ class SettingsWatcher:
         self.apply = apply
         self.interval = interval
         self._seen = _mtime(path) if path else None
+        #: Why the last reload was refused, until a good file arrives (shown by /ready).
+        self.error: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="settings-watcher", daemon=True)
@@ -119,9 +146,13 @@ class SettingsWatcher:
         if mtime is not None and mtime == self._seen:
             return False
         self._seen = mtime
-        new = reload_settings(self.path, self.current)
-        if new is None:
+        try:
+            new = check_reload(self.path, self.current)
+        except ConfigError as exc:
+            _log_refusal(exc)
+            self.error = str(exc)
             return False
+        self.error = None
         self.current = new
         self.apply(new)
         log.info("config reloaded from %s", self.path)

@@ -23,7 +23,7 @@ from rdio_core import jobs
 from rdio_core.models import JobStatus, TranscriptionJob, utcnow
 from rdio_core.settings import Settings
 from rdio_tasks import broker_compat
-from rdio_tasks.broker_compat import BrokerCompatError
+from rdio_tasks.broker_compat import BrokerCompatError, QueueCounts
 from rdio_tasks.celery_app import NO_BROKER
 
 log = logging.getLogger(__name__)
@@ -151,12 +151,17 @@ class Dispatcher:
 
     def broker_depth(self) -> int | None:
         """Messages waiting in the gpu queue (all priorities) plus reserved-but-unacked ones."""
+        counts = self.broker_counts()
+        return None if counts is None else counts.total
+
+    def broker_counts(self) -> QueueCounts | None:
+        """The gpu queue's messages waiting and reserved, or None when the broker does not answer."""
         try:
             with self.app.connection_for_read() as conn:
                 # One immediate retry: kombu's default 2 s pause made /ready, /metrics and
                 # shutdown each wait 2 s whenever the broker was down.
                 conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
-                return broker_compat.queue_depth(conn.default_channel, QUEUE)
+                return broker_compat.queue_counts(conn.default_channel, QUEUE)
         except BrokerCompatError as exc:  # an upgrade moved a kombu internal: say which
             log.error("broker depth unknown: %s", exc)
             return None

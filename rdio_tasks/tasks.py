@@ -25,7 +25,7 @@ from rdio_core import jobs, workers
 from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import JobStatus
 from rdio_core.settings import ResolvedTranscription
-from rdio_tasks.audio_decode import decode_audio
+from rdio_tasks.audio_decode import LENGTH_TOLERANCE_SECONDS, decode_audio
 from rdio_tasks.audio_fetch import can_fetch, local_audio
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context
@@ -113,6 +113,7 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
             samples = decode_audio(path, SAMPLE_RATE, max_seconds=tx.max_audio_seconds)
         decode_ms = (time.perf_counter() - decode_started) * 1000
         seconds = samples.size / SAMPLE_RATE
+        jobs.record_duration(ctx.factory, call, seconds, LENGTH_TOLERANCE_SECONDS)
         if seconds < tx.min_audio_seconds:  # skipped before any model time is spent
             reason = f"audio too short: {seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
             jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
@@ -138,8 +139,8 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         )
         result = heard.restore(result, seconds)
     except AudioTooLongError as exc:
-        # The API skips a call whose header says it is too long; one whose header says nothing
-        # (FLAC total_samples=0, a WAV with a bogus size) is caught here, decoded only to the limit.
+        # Too long is decided here only, on the decoded audio (a header can claim any length:
+        # rdio_api.ingest.plan_job), decoded only to the limit.
         reason = (
             f"audio too long: {exc.decoded_seconds:.1f}s decoded > max_audio_seconds "
             f"{tx.max_audio_seconds} (decoding stopped there)"

@@ -121,8 +121,9 @@ def test_config_edits_apply_without_restart(tmp_path, database_url):
 
 def test_worker_reload_keeps_restart_only_keys(tmp_path, monkeypatch, caplog):
     """The worker follows the API's rule: per-call settings apply to the next call, while the
-    database, the broker and what the Celery worker fixed at start keep their running values.
-    (Before, an edited ``database_url`` was applied live, under an engine built for the old one.)"""
+    broker and what the Celery worker fixed at start keep their running values, and a file that
+    moves the database is refused. (Before, an edited ``database_url`` was applied live, under an
+    engine built for the old one.)"""
     from rdio_tasks import context as worker_context
 
     path = tmp_path / "config.yaml"
@@ -138,7 +139,6 @@ def test_worker_reload_keeps_restart_only_keys(tmp_path, monkeypatch, caplog):
     try:
         ctx = worker_context.context()
         assert ctx.settings.transcription.model == "tiny.en"
-        config["database_url"] = f"sqlite:///{tmp_path / 'second.db'}"
         config["broker_url"] = "redis://127.0.0.1:10/0"
         config["transcription"] = {"model": "base.en", "concurrency": 8, "radio": {"beam_size": 2}}
         path.write_text(yaml.safe_dump(config))
@@ -146,10 +146,19 @@ def test_worker_reload_keeps_restart_only_keys(tmp_path, monkeypatch, caplog):
         ctx = worker_context.context()
         tx = ctx.settings.transcription
         assert (tx.model, tx.radio.beam_size) == ("base.en", 2)  # applied to the next call
-        assert ctx.settings.database_url.endswith("first.db")  # kept: the engine was built for it
         assert ctx.settings.broker_url == "redis://127.0.0.1:9/0" and tx.concurrency == 2
-        assert "database_url, broker_url, transcription.concurrency" in caplog.text
+        assert "broker_url, transcription.concurrency" in caplog.text
         assert "take effect after a restart" in caplog.text
+
+        # A file that moves the database is refused whole: the engine was built for the running one.
+        config["database_url"] = f"sqlite:///{tmp_path / 'second.db'}"
+        config["transcription"]["model"] = "small.en"
+        path.write_text(yaml.safe_dump(config))
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 15 * 10**8))
+        ctx = worker_context.context()
+        assert ctx.settings.database_url.endswith("first.db")  # kept
+        assert ctx.settings.transcription.model == "base.en"  # and nothing else applied
+        assert "database_url changed" in caplog.text
 
         # A file that no longer validates is ignored: the running settings stay.
         path.write_text("transcription:\n  radio: {no_such_option: 1}\n")
@@ -159,3 +168,75 @@ def test_worker_reload_keeps_restart_only_keys(tmp_path, monkeypatch, caplog):
     finally:
         worker_context.context().engine.dispose()
         worker_context._build.cache_clear()
+
+
+def reload_count(srv) -> int:
+    """Reloads the server has acted on so far, applied or refused."""
+    text = srv.log()
+    return text.count("config reloaded from") + text.count("config reload ignored")
+
+
+def ready_config(srv) -> str | None:
+    return httpx.get(f"{srv.url}/ready").json()["checks"].get("config")
+
+
+def test_a_config_that_would_lock_everyone_out_is_refused(tmp_path, database_url):
+    """Issue 25, item 1. Before: an empty file (an editor's truncate-then-write) was applied, every
+    upload got 401, and the log called data_dir and database_url "changed"."""
+    config = base_config(tmp_path / "data", database_url)
+    srv = ServerProcess(tmp_path, config).start()
+    system = fresh_system()
+
+    def upload_status() -> int:
+        return post(srv, sdrtrunk_fields(system, source=fresh_system()), clip("speech.wav")).status_code
+
+    def write_and_wait(text: str, sighup: bool = False) -> None:
+        seen = reload_count(srv)
+        srv.config_path.write_text(text)
+        if sighup:
+            srv.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: reload_count(srv) > seen), srv.log()[-2000:]
+
+    try:
+        assert upload_status() == 200 and ready_config(srv) == "ok"
+        moved = {**config, "data_dir": str(tmp_path / "elsewhere")}
+        for text, why, sighup in (
+            ("", "is empty", False),
+            ("# being rewritten\n\n", "is empty", True),
+            (yaml.safe_dump({**config, "api_keys": []}), "api_keys", False),
+            (yaml.safe_dump({k: v for k, v in config.items() if k != "api_keys"}), "api_keys", True),
+            (yaml.safe_dump(moved), "data_dir", False),
+        ):
+            write_and_wait(text, sighup)
+            assert upload_status() == 200, (text, srv.log()[-2000:])
+            shown = ready_config(srv)
+            assert shown is not None and shown.startswith("reload ignored") and why in shown, shown
+            assert httpx.get(f"{srv.url}/ready").status_code == 200  # the running settings still serve
+        refusals = [line for line in srv.log().splitlines() if "config reload ignored" in line]
+        assert len(refusals) == 5 and "write the file atomically" in refusals[0], refusals
+        assert "take effect after a restart" not in srv.log()  # nothing was half-applied
+
+        # A good file clears the error.
+        config["api_keys"].append({"key": "later-key", "scopes": ["upload"]})
+        write_and_wait(yaml.safe_dump(config))
+        assert ready_config(srv) == "ok"
+        assert post(srv, sdrtrunk_fields(system, key="later-key"), clip("speech.wav")).status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_an_empty_config_file_is_refused_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "config.yaml"
+    path.write_text("# nothing here yet\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdio_api", "serve", "--config", str(path), "--port", "0"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is empty" in proc.stderr and not (tmp_path / "data").exists()

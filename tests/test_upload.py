@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import time
+from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -427,6 +428,55 @@ def test_rfc3339_and_millisecond_timestamps(server, db_engine):
     assert r.status_code == 200
     stamps = sorted(row.date_time.isoformat() for row in calls_for(db_engine, system))
     assert stamps == ["2026-01-03T00:26:40.123000", "2026-01-03T00:31:24"]
+
+
+def test_date_time_units_and_clock_skew(server, db_engine):
+    """Issue 25, item 3: numbers of 13 digits or more are milliseconds, shorter ones seconds; a time
+    more than upload.max_future_skew_seconds (24 h) ahead of the server's clock is stored at the time
+    received and the sent value noted on the call, on both upload routes. Before: a 12-digit value
+    was read as milliseconds (1978) and a time five years ahead was stored as sent."""
+    now = time.time()
+    five_years = 5 * 365 * 86400
+    fields = [(k, v) for k, v in sdrtrunk_fields(fresh_system()) if k != "dateTime"]
+
+    # 12 digits: seconds after the year 5138, milliseconds before 2001: neither, and said so.
+    r = post(server, [*fields, ("dateTime", str(int(now * 100)))], clip("speech.wav"))
+    assert r.status_code == 417 and r.text.startswith("Incomplete call data: no dateTime"), r.text
+    assert "13 digits" in r.text
+
+    ahead = str(int(now) + five_years)
+    cases = [  # (system, dateTime sent, the time stored, whether the call carries a note)
+        (fresh_system(), str(int(now * 1000)), now, False),  # 13 digits: milliseconds
+        (fresh_system(), str(int(now) + 3600), now + 3600, False),  # an hour ahead: within the skew
+        (fresh_system(), str(int(now) - 30 * 86400), now - 30 * 86400, False),  # a late upload: kept
+        (fresh_system(), ahead, now, True),  # five years ahead: the time received, and a note
+    ]
+    for system, sent, _, _ in cases:
+        sent_fields = [(k, sent if k == "dateTime" else v) for k, v in sdrtrunk_fields(system)]
+        r = post(server, sent_fields, clip("speech.wav"))
+        assert r.status_code == 200 and r.text == SUCCESS, r.text
+    for system, sent, expected, noted in cases:
+        (row,) = calls_for(db_engine, system)
+        assert row.date_time.replace(tzinfo=UTC).timestamp() == pytest.approx(expected, abs=5), sent
+        note = (row.meta or {}).get("ignored_fields", {}).get("dateTime")
+        assert (note is not None) == noted, (sent, row.meta)
+        assert note is None or (ahead in note and "ahead of the server clock" in note), note
+
+    # trunk-recorder: the same rule on its meta's start_time.
+    system = fresh_system()
+    r = httpx.post(
+        f"{server.url}/api/trunk-recorder-call-upload",
+        data={"key": UPLOAD_KEY, "system": str(system)},
+        files={
+            "audio": ("call.m4a", clip("speech.m4a"), "application/octet-stream"),
+            "meta": ("call.json", json.dumps(trunk_recorder_meta(3101, int(now) + five_years)).encode()),
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200 and r.text == SUCCESS, r.text
+    (row,) = calls_for(db_engine, system)
+    assert row.date_time.replace(tzinfo=UTC).timestamp() == pytest.approx(now, abs=5)
+    assert "ahead of the server clock" in row.meta["ignored_fields"]["dateTime"]
 
 
 def test_boundary_is_what_sdrtrunk_sends():

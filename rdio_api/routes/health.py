@@ -49,6 +49,7 @@ def ready(state: StateDep) -> JSONResponse:
     if state.broker_probe is not None:
         checks["broker"] = state.broker_probe()
     ok = _storage_check(state, checks) and ok
+    _config_check(state, checks)
     body = Readiness(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -58,6 +59,13 @@ def _storage_check(state: AppState, checks: dict[str, str]) -> bool:
     low = state.store.low_space(state.settings.storage.min_free_bytes)
     checks["storage"] = "ok" if low is None else f"low: {low}"
     return low is None
+
+
+def _config_check(state: AppState, checks: dict[str, str]) -> None:
+    """A refused config reload, shown until a good file arrives. Still ready: the running settings
+    serve, and taking every instance out of rotation for a bad edit is the lock-out refused here."""
+    error = state.config_error() if state.config_error is not None else None
+    checks["config"] = "ok" if error is None else f"reload ignored: {error}"
 
 
 @router.get(

@@ -162,6 +162,7 @@ def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueSta
         )
     ).one()
     dispatcher = None if restricted else state.dispatcher
+    broker = dispatcher.broker_counts() if dispatcher else None
     active = None
     if not restricted:
         fresh = transcription_health.fresh_seconds(state.settings)
@@ -171,7 +172,8 @@ def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueSta
         **{status.value: counts.get(status.value, 0) for status in JobStatus},
         completed_today=completed_today,
         completed_last_hour=done_hour,
-        broker_queue_depth=dispatcher.broker_depth() if dispatcher else None,
+        broker_queue_depth=broker.waiting if broker else None,
+        broker_reserved=broker.reserved if broker else None,
         active_workers=active,
         mean_processing_ms_last_hour=round(mean_ms, 1) if mean_ms is not None else None,
         mean_real_time_factor_last_hour=round(mean_rtf, 4) if mean_rtf is not None else None,

@@ -24,6 +24,7 @@ from rdio_api.call_fields import (
     clean_text,
     from_rdio_fields,
     from_trunk_recorder,
+    hold_to_clock,
     parse_id,
 )
 from rdio_api.form import Authenticate, FormError, UploadForm, read_form
@@ -31,6 +32,7 @@ from rdio_api.ingest import CommitError, IngestItem, StoredAudio
 from rdio_api.state import AppState
 from rdio_api.upload_schema import CALL_UPLOAD_REQUEST, TRUNK_RECORDER_UPLOAD_REQUEST, UPLOAD_RESPONSES
 from rdio_core.audio_probe import NotAudioError, probe
+from rdio_core.models import utcnow
 from rdio_core.settings import ApiKey, Settings
 from rdio_core.storage import AudioStore, SpooledAudio
 
@@ -167,6 +169,14 @@ async def _accept(
         call = parse(fields)
     except IncompleteCall as exc:
         return _text(417, exc.message, "incomplete")
+    if hold_to_clock(call, utcnow(), settings.upload.max_future_skew_seconds):
+        log.warning(
+            "call from system %s talkgroup %s (key %s): %s",
+            call.system,
+            call.talkgroup,
+            key.label,
+            call.ignored["dateTime"],
+        )
     if not key.allows(call.system, call.talkgroup):
         return _text(
             401, f"Invalid API key for system {call.system} talkgroup {call.talkgroup}.", "unauthorized"
