@@ -203,7 +203,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", parents=[common], help="bring calls in from another archive")
     kinds = imp.add_subparsers(dest="source", required=True)
     shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument("--config", default=argparse.SUPPRESS, help="our YAML config (default: $RDIO_CONFIG or ./config.yaml)")
+    shared.add_argument(
+        "--config", default=argparse.SUPPRESS, help="our YAML config (default: $RDIO_CONFIG or ./config.yaml)"
+    )
     shared.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
     shared.add_argument(
         "--transcribe", action="store_true", help="queue transcription at transcription.backfill_priority"

@@ -73,10 +73,10 @@ def _insert(text: str, entries: list[dict[str, Any]]) -> str:
     if start is None:
         if any(line.startswith("api_keys:") for line in lines):
             raise KeysNotWritten("api_keys is written inline; not edited")
-        head = "\n" if text and not text.endswith("\n") else ""
+        newline = "\n" if text and not text.endswith("\n") else ""
         return (
             text
-            + head
+            + newline
             + "\n# Upload keys brought over by `rdio-api import`\napi_keys:\n"
             + _block(entries, "  ")
         )
