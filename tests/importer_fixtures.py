@@ -120,7 +120,7 @@ def sdrtrunk_bulk(db: Path, audio_dir: Path, count: int, *, audio_bytes: int = 4
         path.write_bytes(wav(n, seconds=audio_bytes / 16000))
         rows.append(
             (
-                f"2024-01-01 00:00:00",
+                "2024-01-01 00:00:00",
                 f"{1704067200 + 3 * n}",
                 "1",
                 "County",

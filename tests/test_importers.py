@@ -181,7 +181,7 @@ def test_an_uploaded_call_is_not_imported_again_and_transcribe_queues_backfill(t
     from rdio_api.ingest import CallWriter, IngestItem, StoredAudio
     from rdio_core.settings import load_settings
 
-    theirs = sdrtrunk_archive(tmp_path / "theirs", [sdr_row(0), sdr_row(5)])
+    sdrtrunk_archive(tmp_path / "theirs", [sdr_row(0), sdr_row(5)])
     settings = load_settings(ours)
     engine = db.make_engine(settings.resolved_database_url)
     db.upgrade(engine)
