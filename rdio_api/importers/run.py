@@ -52,6 +52,8 @@ BATCH = 128
 #: Threads that read, hash and fsync audio: fsync releases the GIL, so a few overlap their waits.
 IO_THREADS = 4
 SHOWN_FAILURES = 50
+IMPORTED, DUPLICATE = "imported", "duplicate"
+DATABASE_ERROR = "database refused the call"  # not the row's fault: the watched folder retries it
 
 
 class RowError(Exception):
@@ -85,6 +87,9 @@ class Options:
     transcribe: bool = False  # queue transcription at transcription.backfill_priority
     alerts: bool = False
     link: bool = False  # hard-link file audio instead of copying it
+    # Job priority; None: transcription.backfill_priority (an archive waits behind live calls). The
+    # watched folder's calls are live ones and pass transcription.default_priority.
+    priority: int | None = None
 
 
 @dataclass
@@ -97,12 +102,19 @@ class Summary:
     failed: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    # Per row ref: "imported", "duplicate" or why it failed (the watched folder files each away).
+    outcomes: dict[str, str] | None = None
+
+    def outcome(self, ref: str, what: str) -> None:
+        if self.outcomes is not None:
+            self.outcomes[ref] = what
 
     @property
     def rate(self) -> float:
         return self.seen / self.seconds if self.seconds > 0 else 0.0
 
     def fail(self, ref: str, error: RowError) -> None:
+        self.outcome(ref, str(error))
         self.failed[error.reason] += 1
         if len(self.examples) < SHOWN_FAILURES:
             self.examples.append((ref, str(error)))
@@ -127,6 +139,7 @@ class _Prepared:
     row: SourceCall
     item: IngestItem
     data: bytes
+    extension: str
 
 
 Progress = Callable[[int], None]  # rows done so far
@@ -140,9 +153,11 @@ def run_import(
     rows: Iterable[SourceCall],
     options: Options,
     progress: Progress | None = None,
+    *,
+    outcomes: bool = False,
 ) -> Summary:
     """Import ``rows``; ``writer`` may be None only for a dry run."""
-    summary = Summary(options.source, options.dry_run)
+    summary = Summary(options.source, options.dry_run, outcomes={} if outcomes else None)
     started = time.monotonic()
     pending: list[tuple[list[_Prepared], list[concurrent.futures.Future[IngestResult]]]] = []
     with concurrent.futures.ThreadPoolExecutor(IO_THREADS, thread_name_prefix="import-io") as pool:
@@ -221,9 +236,10 @@ def _prepare_one(row: SourceCall, options: Options, settings: Settings) -> _Prep
         mime=info.mime,
         duration_seconds=info.duration_seconds,
     )
-    origin: dict[str, Any] = {"source": options.source, "ref": row.ref, "extension": info.extension}
+    origin: dict[str, Any] = {"source": options.source, "ref": row.ref}
     if not options.alerts:
         origin["alerts"] = False
+    priority = options.priority if options.priority is not None else settings.transcription.backfill_priority
     item = IngestItem(
         call=call,
         audio=audio,
@@ -231,11 +247,11 @@ def _prepare_one(row: SourceCall, options: Options, settings: Settings) -> _Prep
         key_name=row.key_name,
         remote_addr=row.remote_addr,
         transcribe=options.transcribe,
-        job_priority=settings.transcription.backfill_priority,
+        job_priority=priority,
         alerts=options.alerts,
         origin=origin,
     )
-    return _Prepared(row, item, data)
+    return _Prepared(row, item, data, info.extension)
 
 
 def _read_audio(audio: AudioSource | None) -> bytes:
@@ -263,8 +279,13 @@ def _not_stored(
         return []
     with factory() as session:
         found = existing_duplicates(session, [p.item for p in prepared], settings.upload.dedup_window_seconds)
-    fresh = [p for p, match in zip(prepared, found, strict=True) if match is None]
-    summary.duplicates += len(prepared) - len(fresh)
+    fresh = []
+    for p, match in zip(prepared, found, strict=True):
+        if match is None:
+            fresh.append(p)
+        else:
+            summary.duplicates += 1
+            summary.outcome(p.row.ref, DUPLICATE)
     return fresh
 
 
@@ -277,8 +298,7 @@ def _store_all(
 ) -> list[_Prepared]:
     def one(p: _Prepared) -> _Prepared | RowError:
         c = p.item.call
-        extension = (p.item.origin or {}).get("extension", "bin")
-        relative = store.relative_path(c.date_time, c.system, c.talkgroup, extension)
+        relative = store.relative_path(c.date_time, c.system, c.talkgroup, p.extension)
         try:
             if options.link and isinstance(p.row.audio, Path):
                 _link(store, p.row.audio, relative)
@@ -328,10 +348,12 @@ def _settle(
             result = fut.result()
         except CommitError as exc:
             store.remove(p.item.audio.relative_path)
-            summary.fail(p.row.ref, RowError("database refused the call", str(exc)))
+            summary.fail(p.row.ref, RowError(DATABASE_ERROR, str(exc)))
             continue
         if result.duplicate:  # stored meanwhile by the live path or an earlier row of this run
             store.remove(p.item.audio.relative_path)
             summary.duplicates += 1
+            summary.outcome(p.row.ref, DUPLICATE)
         else:
             summary.imported += 1
+            summary.outcome(p.row.ref, IMPORTED)
