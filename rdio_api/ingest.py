@@ -40,6 +40,9 @@ from rdio_core.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
+#: A batch whose calls start within this span is de-duplicated with one range query (see
+#: _recent_calls); the few extra rows it reads are dropped by _match.
+RANGE_SPAN = timedelta(hours=1)
 
 
 @dataclass
@@ -365,9 +368,23 @@ class CallWriter:
 
 
 def _recent_calls(session: Session, items: list[IngestItem], window: timedelta) -> list[tuple]:
-    """Existing calls that could duplicate any item of the batch (one query for the batch)."""
+    """Existing calls that could duplicate any item of the batch (one query for the batch).
+
+    When the batch spans at most :data:`RANGE_SPAN` (a burst of live uploads, an import read in
+    time order) that is one range over the (system, talkgroup, time) index; a wider batch asks per
+    item. Building one OR term per item cost ~12 ms of CPU per 128-call batch (bench/import.py)."""
     if window.total_seconds() <= 0:
         return []
+    cols = (Call.id, Call.system_id, Call.talkgroup, Call.date_time, Call.source, Call.audio_sha256)
+    times = [it.call.date_time for it in items]
+    if max(times) - min(times) <= RANGE_SPAN:
+        stmt = select(*cols).where(
+            Call.system_id.in_({it.call.system for it in items}),
+            Call.talkgroup.in_({it.call.talkgroup for it in items}),
+            Call.date_time >= min(times) - window,
+            Call.date_time <= max(times) + window,
+        )
+        return [tuple(row) for row in session.execute(stmt)]
     near = [
         and_(
             Call.system_id == it.call.system,
@@ -377,7 +394,6 @@ def _recent_calls(session: Session, items: list[IngestItem], window: timedelta) 
         )
         for it in items
     ]
-    cols = (Call.id, Call.system_id, Call.talkgroup, Call.date_time, Call.source, Call.audio_sha256)
     return [tuple(row) for row in session.execute(select(*cols).where(or_(*near)))]
 
 

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 #: (rdio_api.ingest.MAX_BATCH); one import batch fills one such commit.
 BATCH = 128
 #: Threads that read, hash and fsync audio: fsync releases the GIL, so a few overlap their waits.
+#: 4, 8 and 16 measured the same on this 2-core machine (714, 674, 707 calls/s, 3k rows, noisy).
 IO_THREADS = 4
 SHOWN_FAILURES = 50
 IMPORTED, DUPLICATE = "imported", "duplicate"
