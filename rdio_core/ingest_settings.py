@@ -28,6 +28,7 @@ class WatchDir(_Strict):
     matched against the file name, with ``system`` / ``talkgroup`` filling what neither gives."""
 
     path: Path
+    enabled: bool = True
     system: Id | None = None
     talkgroup: Id | None = None
     # A Python regular expression searched in the file name (without extension), with named groups
@@ -76,3 +77,7 @@ class IngestSettings(_Strict):
     watch_dirs: list[WatchDir] = Field(default_factory=list)
     # How often each folder is listed. Polling works on network shares where inotify sees nothing.
     poll_seconds: float = Field(default=1.0, gt=0)
+
+    @property
+    def watched(self) -> list[WatchDir]:
+        return [wd for wd in self.watch_dirs if wd.enabled]

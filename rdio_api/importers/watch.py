@@ -106,7 +106,7 @@ class FolderWatcher:
     def scan_once(self) -> dict[str, int]:
         """One pass over every folder; counts of what happened (for tests and logs)."""
         totals: dict[str, int] = {}
-        for wd in self.settings().ingest.watch_dirs:
+        for wd in self.settings().ingest.watched:
             for what, n in self._scan_dir(wd).items():
                 totals[what] = totals.get(what, 0) + n
         return totals
@@ -219,6 +219,6 @@ def install(state: AppState) -> Callable[[], None] | None:
     """The API's start-up hook. The watcher runs even with no folder configured (a pass over none
     costs nothing), so folders added by a config reload are watched without a restart."""
     watcher = FolderWatcher(lambda: state.settings, state).start()
-    if state.settings.ingest.watch_dirs:
-        log.info("watching %s", ", ".join(str(wd.path) for wd in state.settings.ingest.watch_dirs))
+    if state.settings.ingest.watched:
+        log.info("watching %s", ", ".join(str(wd.path) for wd in state.settings.ingest.watched))
     return watcher.stop
