@@ -415,3 +415,30 @@ def test_rdio_scanner_v7_on_postgresql(tmp_path, ours, capsys):
     with factory(ours)() as session:
         (call,) = session.execute(select(Call)).scalars().all()
         assert (call.system_id, call.talkgroup, call.talkgroup_tag, call.source) == (11, 300, "Law", 4321)
+
+
+def test_with_a_broker_jobs_are_published_and_tone_analysis_is_fed(tmp_path, ours, capsys):
+    """``broker_url`` set: --transcribe jobs reach the gpu queue (and are marked queued), and the
+    tone analysis of each imported call reaches the alerts queue."""
+    import redis as redis_client
+
+    from rdio_core.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    try:
+        ours.write_text(ours.read_text() + f"broker_url: {server.url}\n")
+        sdrtrunk_archive(tmp_path / "theirs", [sdr_row(1), sdr_row(9, talkgroup_id=300)])
+        argv = ["--config", str(ours), "--db", str(tmp_path / "theirs/data/rdio_calls.db"), "--transcribe"]
+        assert cli.main(["import", "sdrtrunk-rdio-api", *argv]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out.splitlines()[-1])["imported"] == 2
+        assert "tone analysis: 2 calls sent to the alerts queue" in err
+        with factory(ours)() as session:
+            statuses = session.execute(select(TranscriptionJob.status)).scalars().all()
+        assert statuses == ["queued", "queued"]
+        client = redis_client.Redis.from_url(server.url)
+        queued = {k.decode(): client.llen(k) for k in client.keys("*") if client.type(k) == b"list"}
+        assert sum(n for name, n in queued.items() if name.startswith("alerts")) == 2, queued
+        assert sum(n for name, n in queued.items() if name.startswith("gpu")) == 2, queued
+    finally:
+        server.stop()

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FEED_CHUNK = 200  # analyses published at once, only into an empty alerts queue
+#: After the last call is stored, how long the command waits for the alerts queue to take the tone
+#: analyses still held back; the rest are left to the server's sweeper (calls of the last hour).
+ANALYSIS_WAIT_SECONDS = 30.0
 
 
 class _Rate(ProgressColumn):
@@ -116,7 +119,7 @@ def execute(
     total: int | None,
     options: Options,
     *,
-    wait_for_analysis: float = 0.0,
+    wait_for_analysis: float = ANALYSIS_WAIT_SECONDS,
 ) -> Summary:
     """Run one import against our configured database and storage, with a progress bar on stderr."""
     engine = db.make_engine(settings.resolved_database_url)
