@@ -442,3 +442,35 @@ def test_with_a_broker_jobs_are_published_and_tone_analysis_is_fed(tmp_path, our
         assert sum(n for name, n in queued.items() if name.startswith("gpu")) == 2, queued
     finally:
         server.stop()
+
+
+def test_naive_times_read_in_the_zone_given():
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    from rdio_api.importers.times import epoch_text
+
+    chicago = ZoneInfo("America/Chicago")
+    assert epoch_text("2024-07-01 12:00:00", UTC) == "1719835200.000000"
+    assert epoch_text("2024-07-01 12:00:00", chicago) == "1719853200.000000"  # CDT, UTC-5
+    assert epoch_text("2024-07-01T12:00:00+00:00", chicago) == "1719835200.000000"  # aware: as written
+    assert epoch_text(1719835200123, UTC) == "1719835200.123000"  # rdio-scanner v7: milliseconds
+    assert epoch_text("yesterday", UTC) is None and epoch_text(None, UTC) is None
+
+
+def test_keys_go_into_an_empty_inline_list_and_a_file_without_one(tmp_path):
+    from rdio_api.importers.keys import add_keys
+
+    entry = {"key": "k-123456789", "name": "node", "scopes": ["upload"]}
+    inline = tmp_path / "inline.yaml"
+    inline.write_text("# keep me\napi_keys: []  # none yet\nlog_level: INFO\n")
+    assert add_keys(inline, [entry]) == [entry]
+    assert yaml.safe_load(inline.read_text()) == {"api_keys": [entry], "log_level": "INFO"}
+    assert inline.read_text().startswith("# keep me\n")
+    assert add_keys(inline, [entry]) == []
+
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("log_level: INFO")
+    add_keys(bare, [entry])
+    assert yaml.safe_load(bare.read_text()) == {"log_level": "INFO", "api_keys": [entry]}
+    assert (tmp_path / "bare.yaml.bak").read_text() == "log_level: INFO"
