@@ -42,10 +42,12 @@ ingest = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ingest)
 
 
-def run_import(config: Path, db: Path, audio_dir: Path, link: bool) -> tuple[dict, subprocess.Popen[bytes]]:
+def run_import(
+    config: Path, db: Path, audio_dir: Path, link: bool, batch: int
+) -> tuple[dict, subprocess.Popen[bytes]]:
     cmd = [
         sys.executable, "-m", "rdio_api", "import", "sdrtrunk-rdio-api",
-        "--config", str(config), "--db", str(db), "--audio-dir", str(audio_dir),
+        "--config", str(config), "--db", str(db), "--audio-dir", str(audio_dir), "--batch", str(batch),
     ]  # fmt: skip
     if link:
         cmd.append("--link")
@@ -107,6 +109,7 @@ async def paced_uploads(port: int, rate: float, seconds: float, audio: bytes, ta
         writer.close()
     latencies.sort()
     return {
+        "latencies": latencies,
         "uploads": len(latencies),
         "p50_ms": round(ingest.percentile(latencies, 0.50) * 1000, 1),
         "p99_ms": round(ingest.percentile(latencies, 0.99) * 1000, 1),
@@ -124,6 +127,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="live uploads per second")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the baseline upload phase")
     parser.add_argument("--link", action="store_true", help="import with --link (hard links, same disk)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[128],
+        help="import --batch values to compare (a fresh server each)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="rdio-import-bench-"))
@@ -141,33 +151,43 @@ def main() -> int:
     alone_cfg.write_text(
         f"data_dir: {work / 'alone'}\nlog_level: WARNING\ntranscription:\n  enabled: false\n"
     )
-    _, proc = run_import(alone_cfg, db, audio_dir, args.link)
+    _, proc = run_import(alone_cfg, db, audio_dir, args.link, args.batch[0])
     result = finish(proc)
-    print(json.dumps({"phase": "import alone", **result}), flush=True)
+    print(json.dumps({"phase": "import alone", "batch": args.batch[0], **result}), flush=True)
+    audio = ingest.CLIP.read_bytes()
+    for batch in args.batch:
+        during_import(args, db, audio_dir, audio, batch)
+    return 0
 
+
+def during_import(args: argparse.Namespace, db: Path, audio_dir: Path, audio: bytes, batch: int) -> None:
+    """A fresh server: uploads alone, then the same uploads while the archive is imported into it."""
     server, port, server_work = ingest.spawn_server(None, {})
     config = server_work / "config.yaml"
-    audio = ingest.CLIP.read_bytes()
     try:
         asyncio.run(paced_uploads(port, args.rate, 2, audio, 0))  # warm-up
         base = asyncio.run(paced_uploads(port, args.rate, args.seconds, audio, 1))
+        base.pop("latencies")
         print(json.dumps({"phase": "uploads alone", "rate": args.rate, **base}), flush=True)
-        _, proc = run_import(config, db, audio_dir, args.link)
+        _, proc = run_import(config, db, audio_dir, args.link, batch)
         during: list[dict] = []
         started = time.perf_counter()
         while proc.poll() is None:
             during.append(asyncio.run(paced_uploads(port, args.rate, 5, audio, 2 + len(during))))
         imported = finish(proc)
         wall = time.perf_counter() - started
-        uploads = sum(d["uploads"] for d in during)
+        latencies = sorted(x for d in during for x in d["latencies"])
         print(
             json.dumps(
                 {
                     "phase": "uploads during import",
+                    "batch": batch,
                     "rate": args.rate,
-                    "uploads": uploads,
-                    "p99_ms_per_5s_window": [d["p99_ms"] for d in during],
-                    "p99_ms_worst_window": max((d["p99_ms"] for d in during), default=None),
+                    "uploads": len(latencies),
+                    "p50_ms": round(ingest.percentile(latencies, 0.50) * 1000, 1),
+                    "p99_ms": round(ingest.percentile(latencies, 0.99) * 1000, 1),
+                    "max_ms": round(latencies[-1] * 1000, 1) if latencies else None,
+                    "p99_ms_worst_5s_window": max((d["p99_ms"] for d in during), default=None),
                     "errors": sum(d["errors"] for d in during),
                     "import_calls_per_second": imported["calls_per_second"],
                     "import_imported": imported["imported"],

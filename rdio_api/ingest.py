@@ -109,8 +109,10 @@ class CallWriter:
         factory: sessionmaker[Session],
         settings: Settings,
         on_jobs_committed: Callable[[list[tuple[int, int]]], None] | None = None,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.factory = factory
+        self.max_batch = max_batch
         self.settings = settings
         self.on_jobs_committed = on_jobs_committed
         # Ids of the calls each batch stored, after its commit (tone analysis: rdio_api.analysis_hook).
@@ -146,7 +148,7 @@ class CallWriter:
                 return
             batch = [first]
             stop = False
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:

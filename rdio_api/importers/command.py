@@ -34,7 +34,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from rdio_api.importers.run import Options, SourceCall, Summary, run_import
+from rdio_api.importers.run import BATCH, Options, SourceCall, Summary, run_import
 from rdio_api.ingest import CallWriter
 from rdio_core import db
 from rdio_core.settings import Settings, load_settings
@@ -126,7 +126,7 @@ def execute(
     db.upgrade(engine)
     factory = db.make_session_factory(engine)
     store = AudioStore(settings.resolved_audio_dir)
-    writer = None if options.dry_run else CallWriter(factory, settings)
+    writer = None if options.dry_run else CallWriter(factory, settings, max_batch=options.batch)
     dispatcher = feeder = None
     if writer is not None and settings.broker_url:
         from rdio_tasks.celery_app import app as celery_app
@@ -215,6 +215,12 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     shared.add_argument("--alerts", action="store_true", help="let alert rules fire on imported calls")
     shared.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help=f"calls per transaction (default {BATCH}; 32 measured no better for live uploads' p99 on SQLite)",
+    )
+    shared.add_argument(
         "--naive-timezone",
         default="UTC",
         help="zone of times stored without one (default UTC), e.g. America/Chicago",
@@ -247,6 +253,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             transcribe=args.transcribe,
             alerts=args.alerts,
             link=getattr(args, "link", False),
+            batch=max(1, args.batch),
         )
         if args.source == "sdrtrunk-rdio-api":
             return _sdrtrunk(args, settings, options, zone)
