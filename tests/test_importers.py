@@ -474,3 +474,15 @@ def test_keys_go_into_an_empty_inline_list_and_a_file_without_one(tmp_path):
     add_keys(bare, [entry])
     assert yaml.safe_load(bare.read_text()) == {"log_level": "INFO", "api_keys": [entry]}
     assert (tmp_path / "bare.yaml.bak").read_text() == "log_level: INFO"
+
+
+def test_link_hard_links_the_audio_instead_of_copying(tmp_path, ours, capsys):
+    root = tmp_path / "capture"
+    stem = tr_call(root, "county", tr_meta(100, 1714564800), wav(11))
+    summary = run(capsys, ours, "trunk-recorder", str(root), "--system", "1", "--link")
+    assert summary["imported"] == 1
+    with factory(ours)() as session:
+        relative = session.execute(select(Call.audio_path)).scalar_one()
+    stored = Path(yaml.safe_load(ours.read_text())["data_dir"]) / "audio" / relative
+    assert stored.stat().st_ino == stem.with_suffix(".wav").stat().st_ino
+    assert stored.read_bytes() == wav(11)

@@ -134,3 +134,29 @@ def test_serve_watches_the_configured_folder(tmp_path, database_url):
         assert not any(p.is_file() for p in inbox.rglob("*")), json.dumps([str(p) for p in inbox.rglob("*")])
     finally:
         server.stop()
+
+
+def test_while_the_database_refuses_files_wait_and_nothing_is_half_written(tmp_path, make_state, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    state = make_state({"path": str(inbox), "system": 3, "settle_seconds": 0})
+    watcher = FolderWatcher(lambda: state.settings, state)
+    name = inbox / "400-1714565000_851000000.wav"
+    name.write_bytes(wav(40))
+
+    real_commit = CallWriter._commit
+
+    def refuse(self, items):  # type: ignore[no-untyped-def]
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(CallWriter, "_commit", refuse)
+    assert watcher.scan_once() == {"retry": 1}
+    assert name.exists() and count(state) == 0
+    stored = [p for p in state.store.root.rglob("*") if p.is_file() and ".incoming" not in p.parts]
+    assert stored == []  # the copy made before the refused commit was removed
+
+    monkeypatch.setattr(CallWriter, "_commit", real_commit)
+    assert watcher.scan_once() == {"imported": 1}
+    assert not name.exists() and count(state) == 1
