@@ -455,6 +455,7 @@ def test_naive_times_read_in_the_zone_given():
     assert epoch_text("2024-07-01 12:00:00", chicago) == "1719853200.000000"  # CDT, UTC-5
     assert epoch_text("2024-07-01T12:00:00+00:00", chicago) == "1719835200.000000"  # aware: as written
     assert epoch_text(1719835200123, UTC) == "1719835200.123000"  # rdio-scanner v7: milliseconds
+    assert epoch_text("2024-07-01 07:00:00.5 -0500 CDT", UTC) == "1719835200.500000"  # Go's time.String()
     assert epoch_text("yesterday", UTC) is None and epoch_text(None, UTC) is None
 
 

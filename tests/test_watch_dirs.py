@@ -56,7 +56,7 @@ def count(state: AppState) -> int:
 def test_files_become_calls_and_are_moved_aside(tmp_path, make_state):
     inbox = tmp_path / "inbox"
     state = make_state({"path": str(inbox), "system": 3, "settle_seconds": 0})
-    watcher = FolderWatcher(lambda: state.settings, state)
+    watcher = FolderWatcher(state)
 
     stem = tr_call(inbox, "county", tr_meta(100, 1714564800), wav(1))  # trunk-recorder: sidecar
     (inbox / "200-1714564900_851000000.wav").write_bytes(wav(2))  # its file name, no sidecar
@@ -93,7 +93,7 @@ def test_files_become_calls_and_are_moved_aside(tmp_path, make_state):
 def test_a_file_still_growing_waits_and_leave_takes_it_once(tmp_path, make_state):
     inbox = tmp_path / "inbox"
     state = make_state({"path": str(inbox), "system": 3, "settle_seconds": 0.3, "after": "leave"})
-    watcher = FolderWatcher(lambda: state.settings, state)
+    watcher = FolderWatcher(state)
     name = inbox / "300-1714565000_851000000.wav"
     inbox.mkdir()
     data = wav(4)
@@ -142,7 +142,7 @@ def test_while_the_database_refuses_files_wait_and_nothing_is_half_written(tmp_p
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     state = make_state({"path": str(inbox), "system": 3, "settle_seconds": 0})
-    watcher = FolderWatcher(lambda: state.settings, state)
+    watcher = FolderWatcher(state)
     name = inbox / "400-1714565000_851000000.wav"
     name.write_bytes(wav(40))
 

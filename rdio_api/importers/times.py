@@ -8,8 +8,12 @@ in local time), an aware one as it says.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, tzinfo
 from typing import Any
+
+# Go's time.String(): "2023-03-04 05:06:07.123 +0000 UTC", which some Go SQLite drivers store.
+_GO_TIME = re.compile(r"^(?P<stamp>\S+ \S+) (?P<offset>[+-]\d{4})(?: [A-Za-z]+)?$")
 
 
 def epoch_text(value: Any, naive_zone: tzinfo) -> str | None:
@@ -28,6 +32,9 @@ def epoch_text(value: Any, naive_zone: tzinfo) -> str | None:
         if text.replace(".", "", 1).isdigit():
             number = float(text)
             return f"{number / 1000 if number > 1e11 else number:.6f}"
+        go = _GO_TIME.match(text)
+        if go is not None:
+            text = go.group("stamp") + go.group("offset")
         try:
             moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:

@@ -79,8 +79,7 @@ def metadata_from_name(path: Path, wd: WatchDir) -> CallData:
 class FolderWatcher:
     """One thread over every configured folder (settings are read per pass: reloads apply)."""
 
-    def __init__(self, state_settings: Callable[[], Settings], state: AppState) -> None:
-        self.settings = state_settings
+    def __init__(self, state: AppState) -> None:
         self.state = state
         self._seen: dict[Path, _Seen] = {}
         self._taken: dict[Path, tuple[int, float]] = {}  # `leave`: files done in this run
@@ -94,6 +93,9 @@ class FolderWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+    def settings(self) -> Settings:
+        return self.state.settings  # swapped by a config reload
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -218,7 +220,7 @@ class FolderWatcher:
 def install(state: AppState) -> Callable[[], None] | None:
     """The API's start-up hook. The watcher runs even with no folder configured (a pass over none
     costs nothing), so folders added by a config reload are watched without a restart."""
-    watcher = FolderWatcher(lambda: state.settings, state).start()
+    watcher = FolderWatcher(state).start()
     if state.settings.ingest.watched:
         log.info("watching %s", ", ".join(str(wd.path) for wd in state.settings.ingest.watched))
     return watcher.stop
