@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,7 @@ def run_import(
     summary = Summary(options.source, options.dry_run, outcomes={} if outcomes else None)
     started = time.monotonic()
     pending: list[tuple[list[_Prepared], list[concurrent.futures.Future[IngestResult]]]] = []
+    dry_seen: dict[str, list[tuple[int, int, datetime]]] = {}  # sha256 -> calls a dry run would store
     with concurrent.futures.ThreadPoolExecutor(IO_THREADS, thread_name_prefix="import-io") as pool:
         try:
             for batch in _batches(rows, options.batch):
@@ -169,7 +171,7 @@ def run_import(
                 prepared = _prepare(pool, batch, options, settings, summary)
                 fresh = _not_stored(factory, settings, prepared, summary)
                 if options.dry_run:
-                    summary.imported += len(fresh)
+                    _count_dry(fresh, dry_seen, settings, summary)
                 elif fresh:
                     assert writer is not None
                     stored = _store_all(pool, store, fresh, options, summary)
@@ -184,6 +186,28 @@ def run_import(
                 _settle(store, *pending.pop(0), summary)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _count_dry(
+    fresh: list[_Prepared],
+    seen: dict[str, list[tuple[int, int, datetime]]],
+    settings: Settings,
+    summary: Summary,
+) -> None:
+    """A dry run writes nothing, so the writer never sees a row that repeats an earlier one of the
+    same run: count those here by the same rule (same audio, system and talkgroup, within the window)."""
+    window = timedelta(seconds=max(settings.upload.dedup_window_seconds, 1.0))
+    for p in fresh:
+        c, sha = p.item.call, p.item.audio.sha256
+        earlier = seen.setdefault(sha, [])
+        if any(
+            s == c.system and t == c.talkgroup and abs(when - c.date_time) <= window for s, t, when in earlier
+        ):
+            summary.duplicates += 1
+            summary.outcome(p.row.ref, DUPLICATE)
+        else:
+            earlier.append((c.system, c.talkgroup, c.date_time))
+            summary.imported += 1
 
 
 def _batches(rows: Iterable[SourceCall], size: int) -> Iterator[list[SourceCall]]:
