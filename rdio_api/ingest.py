@@ -381,8 +381,8 @@ def _recent_calls(session: Session, items: list[IngestItem], window: timedelta) 
     times = [it.call.date_time for it in items]
     if max(times) - min(times) <= RANGE_SPAN:
         stmt = select(*cols).where(
-            Call.system_id.in_({it.call.system for it in items}),
-            Call.talkgroup.in_({it.call.talkgroup for it in items}),
+            Call.system_id.in_(sorted({it.call.system for it in items})),
+            Call.talkgroup.in_(sorted({it.call.talkgroup for it in items})),
             Call.date_time >= min(times) - window,
             Call.date_time <= max(times) + window,
         )
