@@ -375,7 +375,8 @@ def _recent_calls(session: Session, items: list[IngestItem], window: timedelta) 
     When the batch spans at most :data:`RANGE_SPAN` (a burst of live uploads, an import read in
     time order) that is one range over the (system, talkgroup, time) index; a wider batch asks per
     item. One OR term per item took 46 ms of CPU to build and compile for a 128-call batch, the
-    range 0.45 ms: the importer's writer spent a quarter of its time there (bench/import.py)."""
+    range 0.45 ms. Profiled, a 3,000-call import spent 2.2 s of 7.5 s in it (checked before copying
+    and again in the writer); with the range it ran at 511 calls/s instead of 402."""
     if window.total_seconds() <= 0:
         return []
     cols = (Call.id, Call.system_id, Call.talkgroup, Call.date_time, Call.source, Call.audio_sha256)
