@@ -116,7 +116,7 @@ class FolderWatcher:
     def _ready(self, wd: WatchDir) -> list[Path]:
         if not wd.path.is_dir():
             return []
-        now, ready = time.monotonic(), []
+        now, ready, present = time.monotonic(), [], set()
         for folder, dirs, files in os.walk(wd.path):
             dirs[:] = [d for d in dirs if not d.startswith(".")]  # .done, .failed
             for name in files:
@@ -127,6 +127,7 @@ class FolderWatcher:
                     st = path.stat()
                 except FileNotFoundError:
                     continue
+                present.add(path)
                 if self._taken.get(path) == (st.st_size, st.st_mtime):
                     continue
                 seen = self._seen.get(path)
@@ -136,6 +137,9 @@ class FolderWatcher:
                     st.st_size > 0 and now - seen.since >= wd.settle_seconds
                 ):
                     ready.append(path)
+        for known in (self._seen, self._taken):  # removed or renamed by someone else: forget it
+            for gone in [p for p in known if p.is_relative_to(wd.path) and p not in present]:
+                del known[gone]
         return sorted(ready)
 
     def _row(self, path: Path, wd: WatchDir) -> SourceCall:
