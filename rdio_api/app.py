@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from rdio_api import alerts_hook, analysis_hook, maintenance, transcription_hook
 from rdio_api.deps import docs_access
+from rdio_api.importers import watch
 from rdio_api.ingest import CallWriter
 from rdio_api.routes import (
     alerts,
@@ -51,6 +52,7 @@ STARTUP_HOOKS: tuple[StartupHook, ...] = (
     maintenance.install,
     alerts_hook.install,
     analysis_hook.install,
+    watch.install,
 )
 
 

@@ -184,6 +184,14 @@ def _follow(factory: sessionmaker[Session], run_id: int) -> backfill.Progress:
         return backfill.wait(factory, run_id, show)
 
 
+@command("import")
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Bring calls in from sdrtrunk-rdio-api, rdio-scanner or trunk-recorder (rdio_api.importers)."""
+    from rdio_api.importers import command as importers
+
+    return importers.main(args, settings)
+
+
 @command("worker")
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """A Celery worker on the given queues: ``gpu`` transcribes (loads Whisper), ``alerts`` sends
@@ -267,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", help="Whisper model for these jobs (default: the call's configured model)")
     tr.add_argument("--only-missing", action="store_true", help="only calls with no completed transcript")
     tr.add_argument("--no-wait", action="store_true", help="queue the jobs and exit (no progress bar)")
+
+    from rdio_api.importers.command import add_parser as add_import
+
+    add_import(sub, common)
 
     dbp = sub.add_parser("db", parents=[common], help="database maintenance")
     dbp.add_argument("action", choices=["upgrade"])

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,9 @@ from rdio_core.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
+#: A batch whose calls start within this span is de-duplicated with one range query (see
+#: _recent_calls); the few extra rows it reads are dropped by _match.
+RANGE_SPAN = timedelta(hours=1)
 
 
 @dataclass
@@ -57,6 +61,12 @@ class IngestItem:
     client_kind: str
     key_name: str | None
     remote_addr: str | None
+    # An archive import (rdio_api.importers) stores calls as an upload would, but it chooses whether
+    # they get a job (and at which priority) and whether alert rules see them at all.
+    transcribe: bool = True
+    job_priority: int | None = None  # None: transcription.default_priority
+    alerts: bool = True
+    origin: dict[str, Any] | None = None  # where an imported call came from, kept in meta["import"]
 
 
 @dataclass
@@ -99,8 +109,10 @@ class CallWriter:
         factory: sessionmaker[Session],
         settings: Settings,
         on_jobs_committed: Callable[[list[tuple[int, int]]], None] | None = None,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.factory = factory
+        self.max_batch = max_batch
         self.settings = settings
         self.on_jobs_committed = on_jobs_committed
         # Ids of the calls each batch stored, after its commit (tone analysis: rdio_api.analysis_hook).
@@ -114,9 +126,14 @@ class CallWriter:
         self._thread.start()
 
     async def submit(self, item: IngestItem) -> IngestResult:
+        return await asyncio.wrap_future(self.submit_nowait(item))
+
+    def submit_nowait(self, item: IngestItem) -> concurrent.futures.Future[IngestResult]:
+        """Queue ``item`` from any thread (importers, the watched folder); the future settles after
+        the commit that holds it, like an upload's."""
         fut: concurrent.futures.Future[IngestResult] = concurrent.futures.Future()
         self._queue.put((item, fut))
-        return await asyncio.wrap_future(fut)
+        return fut
 
     def close(self) -> None:
         self._queue.put(None)
@@ -131,7 +148,7 @@ class CallWriter:
                 return
             batch = [first]
             stop = False
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -185,7 +202,7 @@ class CallWriter:
         talkgroups: dict[tuple[int, int], tuple[str | None, ...]] = {}
         window = timedelta(seconds=self.settings.upload.dedup_window_seconds)
         with self.factory() as session:
-            seen = self._recent_calls(session, items, window)
+            seen = _recent_calls(session, items, window)
             # Per item: an existing call id (duplicate), (index,) of the batch item it repeats, or None.
             dup_of: list[int | tuple[int] | None] = []
             fresh: list[int] = []
@@ -209,7 +226,8 @@ class CallWriter:
                 call_ids = dict(zip(fresh, ids, strict=True))
                 job_info = self._insert_jobs(session, items, fresh, call_ids)
                 self._insert_transmissions(session, items, fresh, call_ids)
-                fired = self._fire_alerts(session, rows, fresh, call_ids)
+                alerting = {i for i in fresh if items[i].alerts}
+                fired = self._fire_alerts(session, rows, fresh, call_ids, alerting)
                 # Searchable by label and unit at once; the transcript joins the document later.
                 search.index_calls(
                     session, [(call_ids[idx], search.call_document(items[idx].call, None)) for idx in fresh]
@@ -248,11 +266,13 @@ class CallWriter:
         now = utcnow()
         for idx in fresh:
             call = items[idx].call
+            if not items[idx].transcribe:
+                continue
             plan = plan_job(self.settings, call.system, call.talkgroup, items[idx].audio.duration_seconds)
             if plan is None:
                 continue
             status, reason = plan
-            priority = self.settings.transcription.default_priority
+            priority = items[idx].job_priority or self.settings.transcription.default_priority
             rows.append(jobs.job_row(call_ids[idx], priority, JobStatus(status), reason, now=now))
             owners.append(idx)
         if not rows:
@@ -291,7 +311,12 @@ class CallWriter:
         units.learn_units(session, heard, learn_aliases=self.settings.units.learn_aliases)
 
     def _fire_alerts(
-        self, session: Session, rows: list[dict], fresh: list[int], call_ids: dict[int, int]
+        self,
+        session: Session,
+        rows: list[dict],
+        fresh: list[int],
+        call_ids: dict[int, int],
+        alerting: set[int],
     ) -> dict[int, list[int]]:
         """Rules that wait for neither transcript nor tones (systems, talkgroups, units) fire with
         the call, in its transaction. With no such rule this is one check of the settings and no
@@ -300,26 +325,12 @@ class CallWriter:
             return {}
         fired: dict[int, list[int]] = {}
         for idx, row in zip(fresh, rows, strict=True):
+            if idx not in alerting:
+                continue
             ids = alerts.fire_alerts(session, self.settings, Call(**row, id=call_ids[idx]), "upload")
             if ids:
                 fired[idx] = ids
         return fired
-
-    def _recent_calls(self, session: Session, items: list[IngestItem], window: timedelta) -> list[tuple]:
-        """Existing calls that could duplicate any item of the batch (one query for the batch)."""
-        if window.total_seconds() <= 0:
-            return []
-        near = [
-            and_(
-                Call.system_id == it.call.system,
-                Call.talkgroup == it.call.talkgroup,
-                Call.date_time >= it.call.date_time - window,
-                Call.date_time <= it.call.date_time + window,
-            )
-            for it in items
-        ]
-        cols = (Call.id, Call.system_id, Call.talkgroup, Call.date_time, Call.source, Call.audio_sha256)
-        return [tuple(row) for row in session.execute(select(*cols).where(or_(*near)))]
 
     def _upsert_labels(
         self,
@@ -356,6 +367,52 @@ class CallWriter:
             if value is not None:
                 setattr(tg, attr, value)
         talkgroups[key] = (tg.label, tg.name, tg.tag, tg.group)
+
+
+def _recent_calls(session: Session, items: list[IngestItem], window: timedelta) -> list[tuple]:
+    """Existing calls that could duplicate any item of the batch (one query for the batch).
+
+    When the batch spans at most :data:`RANGE_SPAN` (a burst of live uploads, an import read in
+    time order) that is one range over the (system, talkgroup, time) index; a wider batch asks per
+    item. One OR term per item took 46 ms of CPU to build and compile for a 128-call batch, the
+    range 0.45 ms. Profiled, a 3,000-call import spent 2.2 s of 7.5 s in it (checked before copying
+    and again in the writer); with the range it ran at 511 calls/s instead of 402."""
+    if window.total_seconds() <= 0:
+        return []
+    cols = (Call.id, Call.system_id, Call.talkgroup, Call.date_time, Call.source, Call.audio_sha256)
+    times = [it.call.date_time for it in items]
+    if max(times) - min(times) <= RANGE_SPAN:
+        stmt = select(*cols).where(
+            Call.system_id.in_(sorted({it.call.system for it in items})),
+            Call.talkgroup.in_(sorted({it.call.talkgroup for it in items})),
+            Call.date_time >= min(times) - window,
+            Call.date_time <= max(times) + window,
+        )
+        return [tuple(row) for row in session.execute(stmt)]
+    near = [
+        and_(
+            Call.system_id == it.call.system,
+            Call.talkgroup == it.call.talkgroup,
+            Call.date_time >= it.call.date_time - window,
+            Call.date_time <= it.call.date_time + window,
+        )
+        for it in items
+    ]
+    return [tuple(row) for row in session.execute(select(*cols).where(or_(*near)))]
+
+
+def existing_duplicates(session: Session, items: list[IngestItem], window_seconds: float) -> list[int | None]:
+    """Per item, the id of a stored call it repeats (the writer's rule), or None. Importers ask this
+    before copying audio, so a rerun reads its source but writes nothing. The window is at least a
+    second: with ``dedup_window_seconds: 0`` a rerun of the same archive still finds its own calls
+    (same start, same audio)."""
+    window = timedelta(seconds=max(window_seconds, 1.0))
+    seen = _recent_calls(session, items, window)
+    found: list[int | None] = []
+    for item in items:
+        match = _match(seen, item, window)
+        found.append(match if isinstance(match, int) else None)
+    return found
 
 
 def _match(seen: list[tuple], item: IngestItem, window: timedelta) -> int | tuple[int] | None:
@@ -401,12 +458,14 @@ def _call_row(item: IngestItem) -> dict:
         "client_kind": item.client_kind,
         "key_name": item.key_name,
         "remote_addr": item.remote_addr,
-        "meta": _meta(c),
+        "meta": _meta(c, item.origin),
     }
 
 
-def _meta(c: CallData) -> dict | None:
+def _meta(c: CallData, origin: dict[str, Any] | None = None) -> dict | None:
     meta: dict = {}
+    if origin:
+        meta["import"] = origin
     if c.meta:
         meta["trunk_recorder"] = c.meta
     if c.ignored:

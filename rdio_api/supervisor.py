@@ -121,7 +121,10 @@ class Supervisor:
             f"  data             {data_dir}\n"
             f"  config           {self.config_path or 'defaults + RDIO_* environment'}\n"
             f"  upload keys      {self._key_summary()}\n"
-            "Press Ctrl-C to stop.\n",
+            + "".join(
+                f"  watched folder   {wd.path} (then {wd.after})\n" for wd in self.settings.ingest.watched
+            )
+            + "Press Ctrl-C to stop.\n",
             flush=True,
         )
 

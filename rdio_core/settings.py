@@ -27,6 +27,7 @@ from pydantic_settings import (
 
 from rdio_core.alerts.settings import AlertSettings
 from rdio_core.bounds import Id
+from rdio_core.ingest_settings import IngestSettings
 from rdio_core.radio_settings import RadioSettings
 from rdio_core.tone_settings import ToneSettings
 from rdio_core.unit_settings import UnitSettings
@@ -388,6 +389,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     units: UnitSettings = Field(default_factory=UnitSettings)
     tones: ToneSettings = Field(default_factory=ToneSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @classmethod
     def settings_customise_sources(

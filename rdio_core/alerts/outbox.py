@@ -36,6 +36,13 @@ def has_rules(settings: Settings, stage: Stage) -> bool:
     return any(rule.stage == stage for rule in compile_rules(settings.alerts))
 
 
+def alerts_wanted(call: Call) -> bool:
+    """False for a call brought in from an archive without ``--alerts`` (rdio_api.importers): last
+    year's pages must not ring today, at upload, at tone analysis or when its transcript lands."""
+    origin = call.meta.get("import") if isinstance(call.meta, dict) else None
+    return not (isinstance(origin, dict) and origin.get("alerts") is False)
+
+
 def call_facts(call: Call, session: Session | None = None) -> CallFacts:
     """The facts of ``call`` the rules test. Its units come from the upload's fields (``source``,
     srcList), and with a ``session`` also from its stored transmissions (rdio_core.units)."""
@@ -57,7 +64,7 @@ def fire_alerts(
     commit (:func:`rdio_core.alerts.publish_deliveries`). With no rule for the stage this does no
     database work at all (the upload path stays as fast as without alerts)."""
     rules = [rule for rule in compile_rules(settings.alerts) if rule.stage == stage]
-    if not rules:
+    if not rules or not alerts_wanted(call):
         return []
     # At upload the transmissions are the upload's own fields: no query. Later, only for unit rules.
     wants_units = stage != "upload" and any(rule.rule.units for rule in rules)
