@@ -19,7 +19,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic.json_schema import models_json_schema
 
-from rdio_api import alerts_hook, analysis_hook, maintenance, transcription_hook
+from rdio_api import alerts_hook, analysis_hook, maintenance, spool, transcription_hook
 from rdio_api.deps import docs_access
 from rdio_api.ingest import CallWriter
 from rdio_api.routes import (
@@ -68,7 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
             writer=CallWriter(factory, settings),
         )
         app.state.rdio = state
-        cleanups = [c for c in (hook(state) for hook in STARTUP_HOOKS) if c is not None]
+        # The spool first: the orphan sweep (maintenance) must see what it holds.
+        cleanups = [spool.install(state, settings.data_dir / "spool")] if settings.spool.enabled else []
+        cleanups += [c for c in (hook(state) for hook in STARTUP_HOOKS) if c is not None]
         watcher = SettingsWatcher(config_path(), settings, state.apply_settings).start()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, watcher.trigger)

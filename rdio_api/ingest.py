@@ -16,9 +16,10 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, insert, or_, select
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_api.call_fields import CallData
@@ -57,6 +58,10 @@ class IngestItem:
     client_kind: str
     key_name: str | None
     remote_addr: str | None
+    # Idempotency key carried into calls.ingest_key: a spooled call is committed exactly once.
+    ingest_key: str | None = None
+    received_at: datetime | None = None  # when the upload arrived (a spooled call commits later)
+    from_spool: bool = False  # its key may already be stored: look before inserting
 
 
 @dataclass
@@ -67,6 +72,7 @@ class IngestResult:
     job_status: str | None = None
     job_priority: int | None = None
     alert_ids: list[int] = field(default_factory=list)  # deliveries of rules that fired at upload
+    already_stored: bool = False  # a spooled call whose key is in the database already
 
 
 def plan_job(
@@ -114,9 +120,13 @@ class CallWriter:
         self._thread.start()
 
     async def submit(self, item: IngestItem) -> IngestResult:
+        return await asyncio.wrap_future(self.submit_nowait(item))
+
+    def submit_nowait(self, item: IngestItem) -> concurrent.futures.Future[IngestResult]:
+        """Queue a call for the writer thread; the future holds its result (any thread)."""
         fut: concurrent.futures.Future[IngestResult] = concurrent.futures.Future()
         self._queue.put((item, fut))
-        return await asyncio.wrap_future(fut)
+        return fut
 
     def close(self) -> None:
         self._queue.put(None)
@@ -147,6 +157,13 @@ class CallWriter:
     def _write_batch(self, batch: list[tuple[IngestItem, concurrent.futures.Future[IngestResult]]]) -> None:
         try:
             results = self._commit([item for item, _ in batch])
+        except UNAVAILABLE as exc:
+            # The database is away or locked, not the rows at fault: no one-by-one retry (each
+            # would wait on the same outage); the uploads go to the spool (rdio_api.spool).
+            log.warning("database unavailable for %d calls: %s", len(batch), type(exc).__name__)
+            for _, fut in batch:
+                fut.set_exception(CommitError("database unavailable", unavailable=True))
+            return
         except Exception:
             if len(batch) == 1:
                 log.exception("call insert failed")
@@ -186,14 +203,24 @@ class CallWriter:
         window = timedelta(seconds=self.settings.upload.dedup_window_seconds)
         with self.factory() as session:
             seen = self._recent_calls(session, items, window)
+            stored_keys = self._stored_keys(session, items)
+            batch_keys: dict[str, int] = {}
             # Per item: an existing call id (duplicate), (index,) of the batch item it repeats, or None.
             dup_of: list[int | tuple[int] | None] = []
+            same_key: set[int] = set()
             fresh: list[int] = []
             for idx, item in enumerate(items):
+                key = item.ingest_key
+                if key is not None and (key in stored_keys or key in batch_keys):
+                    same_key.add(idx)
+                    dup_of.append(stored_keys[key] if key in stored_keys else (batch_keys[key],))
+                    continue
                 match = _match(seen, item, window)
                 dup_of.append(match)
                 if match is None:
                     fresh.append(idx)
+                    if key is not None:
+                        batch_keys[key] = idx
                     c = item.call
                     seen.append(((idx,), c.system, c.talkgroup, c.date_time, c.source, item.audio.sha256))
             for idx in fresh:
@@ -232,10 +259,18 @@ class CallWriter:
                     IngestResult(call_ids[idx], False, job_id, job_status, job_priority, fired.get(idx, []))
                 )
             elif isinstance(match, tuple):
-                results.append(IngestResult(call_ids[match[0]], True))
+                results.append(IngestResult(call_ids[match[0]], True, already_stored=idx in same_key))
             else:
-                results.append(IngestResult(match, True))
+                results.append(IngestResult(match, True, already_stored=idx in same_key))
         return results
+
+    def _stored_keys(self, session: Session, items: list[IngestItem]) -> dict[str, int]:
+        """Calls already stored under a spooled item's key (one query, only when draining)."""
+        keys = [it.ingest_key for it in items if it.from_spool and it.ingest_key is not None]
+        if not keys:
+            return {}
+        rows = session.execute(select(Call.ingest_key, Call.id).where(Call.ingest_key.in_(keys)))
+        return {key: call_id for key, call_id in rows.tuples() if key is not None}
 
     def _insert_jobs(
         self, session: Session, items: list[IngestItem], fresh: list[int], call_ids: dict[int, int]
@@ -397,11 +432,12 @@ def _call_row(item: IngestItem) -> dict:
         "audio_bytes": a.size,
         "audio_mime": a.mime,
         "duration_seconds": a.duration_seconds,
-        "received_at": utcnow(),
+        "received_at": item.received_at or utcnow(),
         "client_kind": item.client_kind,
         "key_name": item.key_name,
         "remote_addr": item.remote_addr,
         "meta": _meta(c),
+        "ingest_key": item.ingest_key,
     }
 
 
@@ -415,8 +451,17 @@ def _meta(c: CallData) -> dict | None:
 
 
 class CommitError(Exception):
-    """The database did not accept the call; the client gets 503 and the file is removed."""
+    """The database did not accept the call. ``unavailable``: it is away or locked (the upload is
+    spooled); otherwise it refused the row (the client gets 503 and the file is removed)."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
+
+
+# Errors that say the database is away, restarting or locked, not that a row is wrong.
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)
 
 
 def _commit_error() -> CommitError:
-    return CommitError("database unavailable")
+    return CommitError("database refused the call")

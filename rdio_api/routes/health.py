@@ -6,10 +6,13 @@ needs a read key unless ``auth.public_metrics`` (it names every system's traffic
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from rdio_api import transcription_health
 from rdio_api.deps import SessionDep, StateDep, metrics_access
@@ -17,6 +20,7 @@ from rdio_api.responses import AUTH, Responses
 from rdio_api.schemas import Health, Readiness, TranscriptionHealth
 from rdio_api.state import AppState
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -49,6 +53,9 @@ def ready(state: StateDep) -> JSONResponse:
     if state.broker_probe is not None:
         checks["broker"] = state.broker_probe()
     ok = _storage_check(state, checks) and ok
+    if state.spool is not None:  # uploads are accepted while the database is away, up to its bound
+        full = state.spool.full()
+        checks["spool"] = state.spool.describe() if full is None else f"full: {full}"
     body = Readiness(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -68,9 +75,12 @@ def _storage_check(state: AppState, checks: dict[str, str]) -> bool:
     dependencies=[Depends(metrics_access)],
 )
 def metrics(state: StateDep, session: SessionDep) -> Response:
-    if state.metrics_refresh is not None:
-        state.metrics_refresh()
-    transcription_health.export(state, session)
+    try:
+        if state.metrics_refresh is not None:
+            state.metrics_refresh()
+        transcription_health.export(state, session)
+    except SQLAlchemyError as exc:  # the upload and spool figures are still worth scraping
+        log.warning("/metrics without the database's figures: %s", type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
