@@ -54,7 +54,7 @@ STARTUP_HOOKS: tuple[StartupHook, ...] = (
 )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, on_ready: Callable[[], None] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.make_engine(settings.resolved_database_url)
@@ -81,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()
         log.info("rdio-api ready: database %s, audio in %s", engine.url.render_as_string(), state.store.root)
+        if on_ready is not None:  # a restart's parent now stops the previous server
+            on_ready()
         try:
             yield
         finally:

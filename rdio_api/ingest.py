@@ -270,7 +270,7 @@ class CallWriter:
         if not keys:
             return {}
         rows = session.execute(select(Call.ingest_key, Call.id).where(Call.ingest_key.in_(keys)))
-        return {key: call_id for key, call_id in rows.tuples() if key is not None}
+        return {key: call_id for key, call_id in rows if key is not None}
 
     def _insert_jobs(
         self, session: Session, items: list[IngestItem], fresh: list[int], call_ids: dict[int, int]

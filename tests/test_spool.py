@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -162,7 +163,8 @@ def test_sigkill_while_calls_are_spooled_loses_and_duplicates_none(
     finally:
         stream.stop()
     assert server.proc is not None
-    server.proc.kill()  # SIGKILL: no shutdown, no drain
+    for proc in [*psutil.Process(server.proc.pid).children(), psutil.Process(server.proc.pid)]:
+        proc.kill()  # SIGKILL, the server and its parent: no shutdown, no drain
     server.proc.wait(10)
     assert len(list((tmp_path / "data" / "spool").glob("*.json"))) >= 30
     own_pg.start()
