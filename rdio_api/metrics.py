@@ -42,3 +42,7 @@ SPOOL_CALLS = Gauge("rdio_spool_calls", "Calls in the spool, waiting for the dat
 SPOOL_BYTES = Gauge("rdio_spool_bytes", "Audio bytes of the calls in the spool")
 SPOOL_OLDEST_SECONDS = Gauge("rdio_spool_oldest_seconds", "Age of the oldest spooled call (0: none)")
 SPOOL_DRAIN_SECONDS = Gauge("rdio_spool_last_drain_seconds", "How long the last drain of the spool took")
+
+# rdio-api up's helper processes (rdio_api.helper_status): restarted with backoff, never fatal.
+HELPER_UP = Gauge("rdio_helper_up", "1 while an `rdio-api up` helper process runs", ["helper"])
+HELPER_RESTARTS = Gauge("rdio_helper_restarts", "Times `rdio-api up` started a helper again", ["helper"])

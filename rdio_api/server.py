@@ -15,6 +15,7 @@ import sys
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rdio_api import handoff, hypercorn_compat
 from rdio_api.app import create_app
@@ -65,15 +66,37 @@ async def serve_forever(
     log.info("rdio-api listening on %s://%s:%s", scheme, host, port)
     hypercorn_compat.install()
     app = create_app(settings, on_ready=lambda: handoff.signal_ready(ready_fd))
+    draining = asyncio.Event()
 
     async def shutdown_trigger() -> None:
         await stop.wait()
+        if fd is not None:  # a successor serves the same socket: move kept-alive clients to it
+            draining.set()
+            await asyncio.sleep(settings.server.handoff_drain_seconds)
         # Open event streams would otherwise hold the graceful timeout: end them first.
         state = getattr(app.state, "rdio", None)
         if state is not None and state.events is not None:
             await state.events.close()
 
-    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    await serve(_closing_while(draining, app), config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+def _closing_while(draining: asyncio.Event, app: ASGIApp) -> ASGIApp:
+    """The app, with ``Connection: close`` on every response once ``draining`` is set."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not draining.is_set():
+            await app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return wrapped
 
 
 def _bound_heap_retention() -> None:

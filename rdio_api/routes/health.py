@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from rdio_api import transcription_health
+from rdio_api import helper_status, transcription_health
 from rdio_api.deps import SessionDep, StateDep, metrics_access
 from rdio_api.responses import AUTH, Responses
 from rdio_api.schemas import Health, Readiness, TranscriptionHealth
@@ -53,6 +53,9 @@ def ready(state: StateDep) -> JSONResponse:
     if state.broker_probe is not None:
         checks["broker"] = state.broker_probe()
     ok = _storage_check(state, checks) and ok
+    helpers = helper_status.read(state.settings.data_dir.resolve())
+    if helpers is not None:  # under `rdio-api up`: helpers restart on their own, never fatal
+        checks["helpers"] = helper_status.describe(helpers)
     if state.spool is not None:  # uploads are accepted while the database is away, up to its bound
         full = state.spool.full()
         checks["spool"] = state.spool.describe() if full is None else f"full: {full}"
@@ -78,6 +81,7 @@ def metrics(state: StateDep, session: SessionDep) -> Response:
     try:
         if state.metrics_refresh is not None:
             state.metrics_refresh()
+        helper_status.export(state.settings.data_dir.resolve())
         transcription_health.export(state, session)
     except SQLAlchemyError as exc:  # the upload and spool figures are still worth scraping
         log.warning("/metrics without the database's figures: %s", type(exc).__name__)
