@@ -90,6 +90,7 @@ class Supervisor:
         self.api: handoff.ServerSlot | None = None
         self._stopping = False
         self._generation = 0
+        self._signals: list[int] = []
         self._api_restarts = 0
 
     def _env(self, broker_url: str) -> dict[str, str]:
@@ -116,6 +117,9 @@ class Supervisor:
             broker_url = self.redis.url
         env = self._env(broker_url)
         py = sys.executable
+        # Installed before the pid file names us: a restart asked during start waits, not kills.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP):
+            signal.signal(sig, self._queue_signal)
         handoff.write_pid_file(data_dir, "up")
         # The API is fatal at start: bind and wait for it to answer before anything else starts.
         self.api = handoff.ServerSlot(
@@ -163,13 +167,7 @@ class Supervisor:
 
     def wait(self) -> int:
         """Block until SIGINT/SIGTERM, restarting what exits meanwhile; then stop everything."""
-        signals: list[int] = []
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            signals.append(signum)
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP):
-            signal.signal(sig, handler)
+        signals = self._signals
         self._write_helpers()
         while True:
             while signals:
@@ -183,6 +181,9 @@ class Supervisor:
                     return 0
             self._tend()
             time.sleep(0.2)
+
+    def _queue_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals.append(signum)
 
     def _tend(self) -> None:
         """Start again, after its backoff, whatever exited: only a failed start is fatal."""
