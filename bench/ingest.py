@@ -108,9 +108,16 @@ async def worker(
 
 
 def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its live descendants: ``rdio-api serve`` is a parent holding
+    the socket (rdio_api.handoff) and the server it runs."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    total = (int(fields[11]) + int(fields[12])) / ticks
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

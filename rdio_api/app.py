@@ -19,7 +19,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic.json_schema import models_json_schema
 
-from rdio_api import alerts_hook, analysis_hook, maintenance, transcription_hook
+from rdio_api import alerts_hook, analysis_hook, maintenance, spool, transcription_hook
 from rdio_api.deps import docs_access
 from rdio_api.importers import watch
 from rdio_api.ingest import CallWriter
@@ -56,7 +56,7 @@ STARTUP_HOOKS: tuple[StartupHook, ...] = (
 )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, on_ready: Callable[[], None] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.make_engine(settings.resolved_database_url)
@@ -70,7 +70,9 @@ def create_app(settings: Settings) -> FastAPI:
             writer=CallWriter(factory, settings),
         )
         app.state.rdio = state
-        cleanups = [c for c in (hook(state) for hook in STARTUP_HOOKS) if c is not None]
+        # The spool first: the orphan sweep (maintenance) must see what it holds.
+        cleanups = [spool.install(state, settings.data_dir / "spool")] if settings.spool.enabled else []
+        cleanups += [c for c in (hook(state) for hook in STARTUP_HOOKS) if c is not None]
         watcher = SettingsWatcher(config_path(), settings, state.apply_settings).start()
         state.config_error = lambda: watcher.error
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -82,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
         gc.collect()
         gc.freeze()
         log.info("rdio-api ready: database %s, audio in %s", engine.url.render_as_string(), state.store.root)
+        if on_ready is not None:  # a restart's parent now stops the previous server
+            on_ready()
         try:
             yield
         finally:

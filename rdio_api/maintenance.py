@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_api.state import AppState
 from rdio_core.models import Event, utcnow
-from rdio_core.orphans import sweep_orphans
+from rdio_core.orphans import OrphanSweep, sweep_orphans
 from rdio_core.retention import apply_retention
 from rdio_core.settings import Settings
 from rdio_core.storage import AudioStore
@@ -73,11 +73,16 @@ def install(state: AppState) -> Callable[[], None]:
     def loop() -> None:
         while True:
             storage = state.settings.storage
+            swept: OrphanSweep | None = None
             try:
-                swept = sweep_orphans(state.store, state.factory, storage.orphan_grace_seconds)
+                if state.spool is not None and state.spool.pending():
+                    # Spooled calls' audio has no row yet but is no orphan: sweep next interval.
+                    log.info("orphan sweep postponed: %s", state.spool.describe())
+                else:
+                    swept = sweep_orphans(state.store, state.factory, storage.orphan_grace_seconds)
             except Exception:
                 log.exception("orphan sweep failed; trying again next interval")
-            else:
+            if swept is not None:
                 ORPHANS_REMOVED.labels(kind="audio").inc(swept.audio_files)
                 ORPHANS_REMOVED.labels(kind="temp").inc(swept.temp_files)
                 ORPHANS_REMOVED.labels(kind="directory").inc(swept.directories)

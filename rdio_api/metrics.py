@@ -34,3 +34,15 @@ WORKER_UP = Gauge("rdio_worker_up", "1 while a worker beats (heard within 3 hear
 WORKER_CURRENT_JOBS = Gauge("rdio_worker_current_jobs", "Jobs a worker is running", ["worker"])
 WORKER_JOBS_DONE = Gauge("rdio_worker_jobs_done", "Jobs a worker process has finished", ["worker"])
 WORKER_FAILURES = Gauge("rdio_worker_failures", "Jobs a worker process failed or handed back", ["worker"])
+
+# The upload spool (rdio_api.spool): calls accepted while the database was away.
+SPOOLED = Counter("rdio_spooled_calls_total", "Uploads spooled because the database did not answer")
+SPOOL_DRAINED = Counter("rdio_spool_drained_calls_total", "Spooled calls committed to the database")
+SPOOL_CALLS = Gauge("rdio_spool_calls", "Calls in the spool, waiting for the database")
+SPOOL_BYTES = Gauge("rdio_spool_bytes", "Audio bytes of the calls in the spool")
+SPOOL_OLDEST_SECONDS = Gauge("rdio_spool_oldest_seconds", "Age of the oldest spooled call (0: none)")
+SPOOL_DRAIN_SECONDS = Gauge("rdio_spool_last_drain_seconds", "How long the last drain of the spool took")
+
+# rdio-api up's helper processes (rdio_api.helper_status): restarted with backoff, never fatal.
+HELPER_UP = Gauge("rdio_helper_up", "1 while an `rdio-api up` helper process runs", ["helper"])
+HELPER_RESTARTS = Gauge("rdio_helper_restarts", "Times `rdio-api up` started a helper again", ["helper"])

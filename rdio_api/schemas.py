@@ -477,7 +477,7 @@ class TranscriptionHealth(BaseModel):
 
     status: Literal["healthy", "degraded"]
     checks: dict[str, HealthCheck] = Field(
-        description="queue_depth, success_rate, processing_ratio, workers_offline, disk_free_bytes"
+        description="queue_depth, success_rate, processing_ratio, workers_offline, disk_free_bytes, spool"
     )
 
 

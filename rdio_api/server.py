@@ -15,17 +15,21 @@ import sys
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rdio_api import hypercorn_compat
+from rdio_api import handoff, hypercorn_compat
 from rdio_api.app import create_app
 from rdio_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def hypercorn_config(settings: Settings, host: str, port: int) -> Config:
+def hypercorn_config(settings: Settings, host: str, port: int, fd: int | None = None) -> Config:
     config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if fd is not None:  # the socket a parent holds across restarts (rdio_api.handoff)
+        config.bind = [f"fd://{fd}"]
+    else:
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.graceful_timeout = settings.server.graceful_timeout_seconds
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -43,27 +47,56 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> Config:
     return config
 
 
-async def serve_forever(settings: Settings, host: str, port: int, stop: asyncio.Event | None = None) -> None:
+async def serve_forever(
+    settings: Settings,
+    host: str,
+    port: int,
+    stop: asyncio.Event | None = None,
+    fd: int | None = None,
+    ready_fd: int | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-    config = hypercorn_config(settings, host, port)
+    config = hypercorn_config(settings, host, port, fd)
     scheme = "https" if config.ssl_enabled else "http"
     log.info("rdio-api listening on %s://%s:%s", scheme, host, port)
     hypercorn_compat.install()
-    app = create_app(settings)
+    app = create_app(settings, on_ready=lambda: handoff.signal_ready(ready_fd))
+    draining = asyncio.Event()
 
     async def shutdown_trigger() -> None:
         await stop.wait()
+        if fd is not None:  # a successor serves the same socket: move kept-alive clients to it
+            draining.set()
+            await asyncio.sleep(settings.server.handoff_drain_seconds)
         # Open event streams would otherwise hold the graceful timeout: end them first.
         state = getattr(app.state, "rdio", None)
         if state is not None and state.events is not None:
             await state.events.close()
 
-    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    await serve(_closing_while(draining, app), config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+def _closing_while(draining: asyncio.Event, app: ASGIApp) -> ASGIApp:
+    """The app, with ``Connection: close`` on every response once ``draining`` is set."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not draining.is_set():
+            await app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return wrapped
 
 
 def _bound_heap_retention() -> None:
@@ -87,14 +120,15 @@ def _bound_heap_retention() -> None:
     mallopt(m_mmap_threshold, 64 * 1024)
 
 
-def run(settings: Settings, host: str, port: int) -> None:
+def run(settings: Settings, host: str, port: int, fd: int | None = None, ready_fd: int | None = None) -> None:
     _bound_heap_retention()
+    main = serve_forever(settings, host, port, fd=fd, ready_fd=ready_fd)
     if os.environ.get("RDIO_LOOP", "uvloop") == "uvloop":
         try:
             import uvloop
         except ImportError:  # optional: not on Windows
             pass
         else:
-            uvloop.run(serve_forever(settings, host, port))
+            uvloop.run(main)
             return
-    asyncio.run(serve_forever(settings, host, port))
+    asyncio.run(main)

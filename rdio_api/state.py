@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rdio_api.form import PreAuthBudget
 from rdio_api.ingest import CallWriter
 from rdio_api.live import EventHub
+from rdio_api.spool import Drain, Spool
 from rdio_core.settings import ApiKey, Settings
 from rdio_core.storage import AudioStore
 
@@ -49,6 +50,8 @@ class AppState:
     limiter: RateLimiter = field(default_factory=RateLimiter)
     preauth: PreAuthBudget = field(init=False)
     events: EventHub | None = None  # made by the first /api/events stream
+    spool: Spool | None = None  # uploads waiting for the database (None: spool.enabled false)
+    drain: Drain | None = None
     # Set by rdio_api.transcription_hook when transcription is on; None without a broker.
     dispatcher: Dispatcher | None = None
     broker_probe: Callable[[], str] | None = None  # /ready's "broker" check
@@ -65,6 +68,8 @@ class AppState:
         """Swap in reloaded settings everywhere they are held."""
         self.settings = new
         self.writer.settings = new
+        if self.spool is not None:
+            self.spool.limits = new.spool
         self.preauth.per_client = new.upload.unauthenticated_bytes_per_client
         self.preauth.total = new.upload.unauthenticated_bytes_total
         if self.dispatcher is not None:

@@ -2,13 +2,21 @@
 
 Starts, in order, an embedded Redis (unless ``broker_url`` is set), the API (Hypercorn), one Celery
 worker on queue ``gpu``, one on queue ``alerts`` (no model) and Flower, each as a child process.
-Ctrl-C or SIGTERM stops them in reverse order; if any child dies, the rest are stopped too, so nothing is left running. Children
-also get PR_SET_PDEATHSIG so a SIGKILLed supervisor does not leave orphans on Linux.
+Ctrl-C or SIGTERM stops them in reverse order. Children also get PR_SET_PDEATHSIG so a SIGKILLed
+supervisor does not leave orphans on Linux.
+
+Only the API and the database are fatal, and only at start. A helper that exits later (Flower, the
+alerts worker, the gpu worker, the embedded Redis) is started again after a backoff (1 s doubling
+to 60 s, reset once it has run a minute) and reported: a log line, ``data_dir/rdio-api.helpers.json``
+(read by /ready and /metrics). Before this a Flower that could not bind its port stopped ingest.
+The supervisor holds the API's listening socket (rdio_api.handoff): ``rdio-api restart`` (SIGUSR2)
+hands it to a new API, then restarts the helpers with the code now installed.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import secrets
@@ -16,11 +24,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from rdio_api import handoff
 from rdio_api.auth import upload_keys
+from rdio_api.helper_status import HELPERS_FILE
 from rdio_core.embedded_redis import EmbeddedRedis, free_port
 from rdio_core.settings import Settings
 from rdio_tasks.celery_app import worker_argv
@@ -53,10 +63,20 @@ def flower_credentials(settings: Settings) -> tuple[str, str]:
     return user, password
 
 
+BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 60.0, 60.0
+
+
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
+    cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    restarts: int = 0
+    last_exit: int | None = None
+    backoff: float = BACKOFF_FIRST
+    restart_at: float | None = None  # set while it waits to be started again
 
 
 class Supervisor:
@@ -67,7 +87,11 @@ class Supervisor:
         self.config_path = config_path
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
+        self.api: handoff.ServerSlot | None = None
         self._stopping = False
+        self._generation = 0
+        self._signals: list[int] = []
+        self._api_restarts = 0
 
     def _env(self, broker_url: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -80,7 +104,7 @@ class Supervisor:
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
-        self.children.append(Child(name, proc))
+        self.children.append(Child(name, proc, cmd, env))
 
     def start(self) -> None:
         data_dir = self.settings.data_dir.resolve()
@@ -93,9 +117,17 @@ class Supervisor:
             broker_url = self.redis.url
         env = self._env(broker_url)
         py = sys.executable
-        self._spawn(
-            "api", [py, "-m", "rdio_api", "serve", "--host", self.host, "--port", str(self.port)], env
+        # Installed before the pid file names us: a restart asked during start waits, not kills.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP):
+            signal.signal(sig, self._queue_signal)
+        handoff.write_pid_file(data_dir, "up")
+        # The API is fatal at start: bind and wait for it to answer before anything else starts.
+        self.api = handoff.ServerSlot(
+            handoff.listening_socket(self.host, self.port),
+            [py, "-m", "rdio_api", "serve", "--host", self.host, "--port", str(self.port)],
+            env,
         )
+        self.api.start()
         # celeryconfig's defaults: threads pool, transcription.concurrency calls batched together.
         self._spawn("worker", [py, *worker_argv("rdio-embedded@%h")], env)
         # Alerts (and tone analysis) on their own worker: a slow webhook never holds a GPU thread,
@@ -137,33 +169,123 @@ class Supervisor:
         return ", ".join(names) + " (values in the config file)" + warning
 
     def wait(self) -> int:
-        """Block until a signal or a child exits; then stop everything."""
-        stop: dict[str, int | None] = {"sig": None}
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            stop["sig"] = signum
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
-        code = 0
-        while stop["sig"] is None:
-            for child in self.children:
-                if child.proc.poll() is not None:
-                    log.error("%s exited with %s; stopping everything", child.name, child.proc.returncode)
-                    code = 1
-                    stop["sig"] = -1
-                    break
-            if self.redis and self.redis.proc and self.redis.proc.poll() is not None:
-                log.error("embedded redis exited; stopping everything")
-                code, stop["sig"] = 1, -1
+        """Block until SIGINT/SIGTERM, restarting what exits meanwhile; then stop everything."""
+        signals = self._signals
+        self._write_helpers()
+        while True:
+            while signals:
+                signum = signals.pop(0)
+                if signum == signal.SIGUSR2:
+                    self.restart()
+                elif signum == signal.SIGHUP and self.api is not None:
+                    self.api.signal(signal.SIGHUP)  # the API re-reads its config in place
+                elif signum in (signal.SIGINT, signal.SIGTERM):
+                    self.stop()
+                    return 0
+            self._tend()
             time.sleep(0.2)
-        self.stop()
-        return code
+
+    def _queue_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals.append(signum)
+
+    def _tend(self) -> None:
+        """Start again, after its backoff, whatever exited: only a failed start is fatal."""
+        now = time.monotonic()
+        changed = False
+        if self.api is not None and self.api.current is not None and self.api.current.proc.poll() is not None:
+            log.error("api exited with %s; starting it again", self.api.current.proc.returncode)
+            self._api_restarts += 1
+            try:
+                self.api.start()
+            except RuntimeError as exc:
+                log.error("api did not start again (%s); retrying", exc)
+            changed = True
+        if self.redis and self.redis.proc and self.redis.proc.poll() is not None:
+            log.error("embedded redis exited with %s; starting it again", self.redis.proc.returncode)
+            try:
+                self.redis.start(preexec_fn=_die_with_parent)
+            except (RuntimeError, TimeoutError) as exc:
+                log.error("embedded redis did not start again: %s", exc)
+        for child in self.children:
+            code = child.proc.poll()
+            if code is not None and child.restart_at is None:
+                ran = now - child.started
+                child.backoff = BACKOFF_FIRST if ran >= HEALTHY_AFTER else child.backoff
+                child.last_exit, child.restart_at = code, now + child.backoff
+                log.error(
+                    "%s exited with %s after %.0f s; starting it again in %.0f s (restart %d)",
+                    child.name,
+                    code,
+                    ran,
+                    child.backoff,
+                    child.restarts + 1,
+                )
+                child.backoff = min(BACKOFF_MAX, child.backoff * 2)
+                changed = True
+            elif child.restart_at is not None and now >= child.restart_at:
+                child.proc = subprocess.Popen(child.cmd, env=child.env, preexec_fn=_die_with_parent)
+                child.started, child.restart_at = now, None
+                child.restarts += 1
+                changed = True
+        if changed:
+            self._write_helpers()
+
+    def restart(self) -> None:
+        """``rdio-api restart``: a new API on the same socket, then each helper with the new code."""
+        assert self.api is not None
+        self._generation += 1
+        data_dir = self.settings.data_dir.resolve()
+        why = self.api.restart()
+        if why is not None:
+            handoff.write_status(data_dir, self._generation, "failed", why)
+            return
+        for child in self.children:
+            if child.name == "flower":  # one port: the old one must let go first
+                _terminate(child.proc, 20)
+                child.proc = subprocess.Popen(child.cmd, env=child.env, preexec_fn=_die_with_parent)
+            else:  # a worker: the new one takes tasks while the old one finishes its own
+                old = child.proc
+                child.proc = subprocess.Popen(child.cmd, env=child.env, preexec_fn=_die_with_parent)
+                _terminate(old, 60)
+            child.started, child.restart_at = time.monotonic(), None
+        assert self.api.current is not None
+        handoff.write_status(
+            data_dir,
+            self._generation,
+            "ok",
+            f"new API up (pid {self.api.current.proc.pid}); helpers restarted",
+        )
+        self._write_helpers()
+
+    def _write_helpers(self) -> None:
+        """What /ready and /metrics report of the helpers (rdio_api.helper_status)."""
+        helpers = {
+            c.name: {
+                "state": "restarting" if c.restart_at is not None else "running",
+                "pid": c.proc.pid,
+                "restarts": c.restarts,
+                "last_exit": c.last_exit,
+            }
+            for c in self.children
+        }
+        if self.api is not None and self.api.current is not None:
+            helpers["api"] = {
+                "state": "running",
+                "pid": self.api.current.proc.pid,
+                "restarts": self._api_restarts,
+                "last_exit": None,
+            }
+        path = self.settings.data_dir.resolve() / HELPERS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"supervisor": os.getpid(), "helpers": helpers}))
+        os.replace(tmp, path)
 
     def stop(self) -> None:
         if self._stopping:
             return
         self._stopping = True
+        if self.api is not None:
+            self.api.stop(20)
         for child in reversed(self.children):
             if child.proc.poll() is None:
                 child.proc.send_signal(signal.SIGTERM)
@@ -177,3 +299,17 @@ class Supervisor:
                 child.proc.wait(5)
         if self.redis:
             self.redis.stop()
+        data_dir = self.settings.data_dir.resolve()
+        handoff.remove_pid_file(data_dir)
+        (data_dir / HELPERS_FILE).unlink(missing_ok=True)
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -162,6 +162,14 @@ def measure(state: AppState, session: Session) -> tuple[TranscriptionHealth, lis
             detail=f"{disk / 1e9:.2f} GB free (storage.min_free_bytes {min_free / 1e9:g} GB)",
         ),
     }
+    if state.spool is not None:
+        spooled, age = state.spool.pending(), state.spool.oldest_age()
+        checks["spool"] = HealthCheck(
+            ok=spooled == 0,
+            value=spooled,
+            threshold=settings.spool.max_calls,
+            detail=f"{state.spool.describe()}; oldest age {0.0 if age is None else round(age, 1)} s",
+        )
     healthy = all(c.ok for c in checks.values())
     return TranscriptionHealth(status="healthy" if healthy else "degraded", checks=checks), registry
 

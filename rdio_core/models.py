@@ -77,6 +77,8 @@ class Call(Base):
         Index("ix_calls_date_time", "date_time"),
         # Retention's "audio still here and older than N days": a seek, not a scan of every old call.
         Index("ix_calls_audio_kept", "audio_removed_at", "date_time"),
+        # A spooled upload is committed exactly once: the drain skips a key already stored.
+        Index("ux_calls_ingest_key", "ingest_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -112,6 +114,8 @@ class Call(Base):
     analyzed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # When retention deleted the audio file (retention.audio_days); the row and transcript stay.
     audio_removed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The upload's idempotency key (rdio_api.spool): NULL for calls stored before it existed.
+    ingest_key: Mapped[str | None] = mapped_column(String(32))
 
     jobs: Mapped[list[TranscriptionJob]] = relationship(
         back_populates="call", order_by="TranscriptionJob.id", lazy="raise"

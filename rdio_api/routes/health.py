@@ -6,17 +6,21 @@ needs a read key unless ``auth.public_metrics`` (it names every system's traffic
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from rdio_api import transcription_health
+from rdio_api import helper_status, transcription_health
 from rdio_api.deps import SessionDep, StateDep, metrics_access
 from rdio_api.responses import AUTH, Responses
 from rdio_api.schemas import Health, Readiness, TranscriptionHealth
 from rdio_api.state import AppState
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -50,6 +54,12 @@ def ready(state: StateDep) -> JSONResponse:
         checks["broker"] = state.broker_probe()
     ok = _storage_check(state, checks) and ok
     _config_check(state, checks)
+    helpers = helper_status.read(state.settings.data_dir.resolve())
+    if helpers is not None:  # under `rdio-api up`: helpers restart on their own, never fatal
+        checks["helpers"] = helper_status.describe(helpers)
+    if state.spool is not None:  # uploads are accepted while the database is away, up to its bound
+        full = state.spool.full()
+        checks["spool"] = state.spool.describe() if full is None else f"full: {full}"
     body = Readiness(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
@@ -76,9 +86,13 @@ def _config_check(state: AppState, checks: dict[str, str]) -> None:
     dependencies=[Depends(metrics_access)],
 )
 def metrics(state: StateDep, session: SessionDep) -> Response:
-    if state.metrics_refresh is not None:
-        state.metrics_refresh()
-    transcription_health.export(state, session)
+    try:
+        if state.metrics_refresh is not None:
+            state.metrics_refresh()
+        helper_status.export(state.settings.data_dir.resolve())
+        transcription_health.export(state, session)
+    except SQLAlchemyError as exc:  # the upload and spool figures are still worth scraping
+        log.warning("/metrics without the database's figures: %s", type(exc).__name__)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -7,6 +7,8 @@ counts an upload only on 200 with ``Call imported successfully.`` in the body.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from rdio_api import metrics
+from rdio_api import metrics, spool
 from rdio_api.auth import has_scope
 from rdio_api.call_fields import (
     CallData,
@@ -28,7 +30,7 @@ from rdio_api.call_fields import (
     parse_id,
 )
 from rdio_api.form import Authenticate, FormError, UploadForm, read_form
-from rdio_api.ingest import CommitError, IngestItem, StoredAudio
+from rdio_api.ingest import CommitError, IngestItem, IngestResult, StoredAudio
 from rdio_api.state import AppState
 from rdio_api.upload_schema import CALL_UPLOAD_REQUEST, TRUNK_RECORDER_UPLOAD_REQUEST, UPLOAD_RESPONSES
 from rdio_core.audio_probe import NotAudioError, probe
@@ -198,12 +200,21 @@ async def _accept(
         client_kind=_client_kind(request, form, default_kind),
         key_name=key.label,
         remote_addr=client,
+        ingest_key=spool.new_key(),
+        received_at=utcnow(),
     )
-    try:
-        result = await state.writer.submit(item)
-    except CommitError:
+    outcome = await _commit_or_spool(state, item)
+    if outcome is None:
         await run_in_threadpool(state.store.remove, stored.relative_path)
         return _text(503, "Database unavailable; the call was not stored.", "db_error")
+    if isinstance(outcome, str):  # spooled
+        metrics.UPLOAD_SECONDS.observe(time.perf_counter() - started)
+        log.info("call spooled (database away): system %s tg %s", call.system, call.talkgroup)
+        if "application/json" in request.headers.get("accept", ""):
+            metrics.UPLOADS.labels(result="spooled").inc()
+            return JSONResponse({"id": None, "message": SUCCESS, "spooled": True})
+        return _text(200, SUCCESS, "spooled")
+    result = outcome
     if result.duplicate:
         await run_in_threadpool(state.store.remove, stored.relative_path)
         log.info(
@@ -218,6 +229,42 @@ async def _accept(
         metrics.UPLOADS.labels(result="accepted").inc()
         return JSONResponse({"id": result.call_id, "message": SUCCESS}, headers=headers)
     return _text(200, SUCCESS, "accepted", headers)
+
+
+async def _commit_or_spool(state: AppState, item: IngestItem) -> IngestResult | str | None:
+    """The call's row committed (its result), or the call spooled ("spooled"), or None: refused,
+    because the database failed and the spool is off or full (the caller answers 503)."""
+    box = state.spool
+    if box is not None and box.pending():
+        # Calls already wait in the spool: this one goes behind them (arrival order).
+        return "spooled" if await run_in_threadpool(box.add, item) else None
+    fut = state.writer.submit_nowait(item)
+    waiting = asyncio.wrap_future(fut)
+    try:
+        if box is None:
+            return await waiting
+        return await asyncio.wait_for(asyncio.shield(waiting), box.limits.wait_seconds)
+    except CommitError as exc:
+        if box is None or not exc.unavailable:
+            return None
+        return "spooled" if await run_in_threadpool(box.add, item) else None
+    except TimeoutError:
+        # The commit is still under way (SQLite locked, PostgreSQL not answering): spool the call;
+        # should the commit land after all, the drain finds its key and inserts nothing.
+        assert box is not None  # only the spool's wait times out
+        waiting.add_done_callback(_consume)
+        if await run_in_threadpool(box.add, item):
+            return "spooled"
+        try:  # spool full: wait for the commit as before the spool existed
+            return await asyncio.wrap_future(fut)
+        except CommitError:
+            return None
+
+
+def _consume(fut: asyncio.Future[IngestResult] | concurrent.futures.Future[IngestResult]) -> None:
+    """Read a late commit's error so asyncio does not log it as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 @router.post(
