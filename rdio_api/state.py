@@ -58,7 +58,9 @@ class AppState:
     def __post_init__(self) -> None:
         upload = self.settings.upload
         self.preauth = PreAuthBudget(
-            upload.unauthenticated_bytes_per_client, upload.unauthenticated_bytes_total
+            upload.unauthenticated_bytes_per_client,
+            upload.unauthenticated_bytes_total,
+            upload.unauthenticated_bytes_per_connection,
         )
 
     def apply_settings(self, new: Settings) -> None:
@@ -67,5 +69,6 @@ class AppState:
         self.writer.settings = new
         self.preauth.per_client = new.upload.unauthenticated_bytes_per_client
         self.preauth.total = new.upload.unauthenticated_bytes_total
+        self.preauth.per_connection = new.upload.unauthenticated_bytes_per_connection
         if self.dispatcher is not None:
             self.dispatcher.settings = new
