@@ -73,8 +73,8 @@ def server(
 class H2:
     """A bare HTTP/2 client on its own socket, h2c prior knowledge or TLS with ALPN h2."""
 
-    def __init__(self, srv: ServerProcess, wait_settings: bool = True) -> None:
-        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    def __init__(self, srv: ServerProcess, wait_settings: bool = True, source: str = "127.0.0.1") -> None:
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10, source_address=(source, 0))
         self.sock: socket.socket = raw
         if srv.scheme == "https":
             ctx = ssl.create_default_context(cafile=srv.config["tls"]["cert"])
@@ -232,8 +232,8 @@ def test_no_key_budget_per_connection_answers_429_and_goaway(server):
     assert list(incoming.glob("*")) == []
 
 
-def test_rapid_reset_closes_the_connection(server):
-    client = H2(server)
+def test_rapid_reset_closes_the_connection_and_the_address_waits(server):
+    client = H2(server, source="127.0.0.3")
     try:
         started = time.monotonic()
         while client.terminated is None and not client.closed and time.monotonic() - started < 10:
@@ -252,6 +252,28 @@ def test_rapid_reset_closes_the_connection(server):
         assert client.conn.highest_outbound_stream_id // 2 < 2 * hypercorn_compat.RESET_BURST + 200
     finally:
         client.close()
+    # Reconnecting does not start afresh: the address has spent its resets (they refill at
+    # RESET_RATE a second); another address is served.
+    again = H2(server, wait_settings=False, source="127.0.0.3")
+    try:
+        sid = again.conn.get_next_available_stream_id()
+        again.conn.send_headers(sid, again.headers(), end_stream=True)
+        again.flush()
+        again.until(lambda: again.terminated is not None or again.closed)
+        assert (
+            again.terminated is None or again.terminated.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        )
+    finally:
+        again.close()
+    other = H2(server, source="127.0.0.4")
+    try:
+        sid = other.conn.get_next_available_stream_id()
+        other.conn.send_headers(sid, other.headers(), end_stream=True)
+        other.flush()
+        other.until(lambda: other.status(sid) is not None)
+        assert other.status(sid) == 400  # an empty form: answered, not refused
+    finally:
+        other.close()
 
 
 def test_continuation_flood_closes_the_connection(server):
