@@ -107,7 +107,7 @@ def _one_attack(
     attack = ATTACKS[name]
 
     def attacker(i: int) -> None:
-        outcomes.append(attack(port, f"127.0.1.{i + 2}", seconds))
+        outcomes.append(attack(port, f"127.{list(ATTACKS).index(name) + 1}.1.{i + 2}", seconds))
 
     threads = [
         threading.Thread(target=sample, daemon=True),
