@@ -8,6 +8,11 @@ key and compares them with the same uploads before the stall.
 
     python bench/stalled.py --connections 200 --audio-mb 1
     python bench/stalled.py --connections 10 --audio-mb 45      # the attack of issue 13
+
+HTTP/2 (h2c, prior knowledge) modes, each against a fresh server unless --h2 names several, with
+legitimate SDRTrunk-shaped uploads at 5/s meanwhile (issue 24):
+
+    python bench/stalled.py --h2 continuation,settings,window-update,rapid-reset,uploads --seconds 22
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from pathlib import Path
 
 import psutil
+from h2_attacks import ATTACKS
 from ingest import BENCH_KEY, BOUNDARY, build_request, percentile, spawn_server
 
 
@@ -73,16 +79,100 @@ def du_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+def _one_attack(
+    pid: int, port: int, name: str, seconds: float, attackers: int, audio: bytes, talkgroup: int
+) -> None:
+    before = rss_mb(pid)
+    peak = [before]
+    done = threading.Event()
+    lat: list[float] = []
+    failed = [0]
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak.append(rss_mb(pid))
+
+    def legit(tg: int) -> None:
+        # 5 uploads a second over HTTP/1.1, each timed; bounded by the attack's duration.
+        while not done.is_set():
+            tick = time.monotonic()
+            try:
+                lat.extend(legit_latencies(port, audio, 1, tg))
+            except (OSError, RuntimeError):
+                failed[0] += 1
+            tg += 1
+            done.wait(max(0.0, 0.2 - (time.monotonic() - tick)))
+
+    outcomes = []
+    attack = ATTACKS[name]
+
+    def attacker(i: int) -> None:
+        outcomes.append(attack(port, f"127.{list(ATTACKS).index(name) + 1}.1.{i + 2}", seconds))
+
+    threads = [
+        threading.Thread(target=sample, daemon=True),
+        threading.Thread(target=legit, args=(talkgroup,), daemon=True),
+    ]
+    workers = [threading.Thread(target=attacker, args=(i,), daemon=True) for i in range(attackers)]
+    for t in [*threads, *workers]:
+        t.start()
+    for t in workers:
+        t.join(seconds + 30)
+    done.set()
+    for t in threads:
+        t.join(15)
+    time.sleep(3.0)
+    after = rss_mb(pid)
+    lat.sort()
+    sent = sum(o.bytes_sent for o in outcomes) / 2**20
+    conns = sum(o.connections for o in outcomes)
+    closed = sum(o.closed_by_server for o in outcomes)
+    p95 = percentile(lat, 0.95) if lat else float("nan")
+    print(
+        f"  {name:14s} RSS {before:.1f} -> peak {max(peak):.1f} -> after {after:.1f} MB "
+        f"(+{after - before:.1f}); sent {sent:.1f} MB on {conns} conn(s), {closed} closed by the server; "
+        f"legit p95 {p95:.0f} ms, ok {len(lat)}, failed {failed[0]}",
+        flush=True,
+    )
+
+
+def h2_attacks(names: list[str], seconds: float, attackers: int, audio: bytes) -> None:
+    """Run the named HTTP/2 attacks one after another against one fresh server and print RSS
+    before, peak and after each (after: 3 s once the attackers have gone) and legit latency."""
+    proc, port, _work = spawn_server(None, {})
+    try:
+        legit_latencies(port, audio, 10, 1)  # warm-up
+        time.sleep(0.5)
+        start = rss_mb(proc.pid)
+        talkgroup = 20_000
+        print(
+            f"HTTP/2 attacks, {attackers} attacker(s) x {seconds:g} s each; server RSS at start {start:.1f} MB"
+        )
+        for name in names:
+            _one_attack(proc.pid, port, name, seconds, attackers, audio, talkgroup)
+            talkgroup += 1000
+        print(f"  all attacks: RSS {start:.1f} -> {rss_mb(proc.pid):.1f} MB")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--audio-mb", type=float, default=1.0, help="audio each stalled client sends")
     parser.add_argument("--uploads", type=int, default=50, help="legitimate uploads timed before/during")
+    parser.add_argument("--h2", default=None, help=f"HTTP/2 attacks, comma-separated: {', '.join(ATTACKS)}")
+    parser.add_argument("--seconds", type=float, default=22.0, help="each HTTP/2 attack's duration")
+    parser.add_argument("--attackers", type=int, default=1, help="HTTP/2 attacking threads (addresses)")
     args = parser.parse_args()
 
     audio = (
         Path(__file__).resolve().parents[1] / "tests" / "data" / "clips" / "speech_sdrtrunk.mp3"
     ).read_bytes()
+    if args.h2:
+        h2_attacks(args.h2.split(","), args.seconds, args.attackers, audio)
+        return 0
     proc, port, work = spawn_server(None, {})
     try:
         legit_latencies(port, audio, 10, 1)  # warm-up

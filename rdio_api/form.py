@@ -84,16 +84,21 @@ class UploadForm:
 
 
 class PreAuthBudget:
-    """Bytes in flight from clients that have not shown a valid key, per address and in total.
+    """Bytes in flight from clients that have not shown a valid key, per address, per connection
+    and in total.
 
     Used from the event loop only (no lock). An IPv6 client is counted by its /64: one host
-    usually owns the whole prefix."""
+    usually owns the whole prefix. The per-connection count matters on HTTP/2, where one
+    connection carries many upload streams: past it the answer is 429 with ``Connection: close``,
+    which ends the whole HTTP/2 connection with GOAWAY (``hypercorn_compat``)."""
 
-    def __init__(self, per_client: int, total: int) -> None:
+    def __init__(self, per_client: int, total: int, per_connection: int | None = None) -> None:
         self.per_client = per_client
         self.total = total
+        self.per_connection = per_connection if per_connection is not None else per_client
         self.in_flight = 0
         self._by_client: defaultdict[str, int] = defaultdict(int)
+        self._by_connection: defaultdict[object, int] = defaultdict(int)
 
     @staticmethod
     def client_id(addr: str | None) -> str:
@@ -109,7 +114,14 @@ class PreAuthBudget:
             return str(ipaddress.ip_network(f"{ip}/64", strict=False))
         return str(ip)
 
-    def take(self, client: str, n: int) -> None:
+    def take(self, client: str, n: int, connection: object = None) -> None:
+        if connection is not None and self._by_connection[connection] + n > self.per_connection:
+            raise FormError(
+                429,
+                "Too much unauthenticated upload data in flight on this connection; "
+                "send the key part first or retry later.",
+                {"Retry-After": "5"},
+            )
         if self._by_client[client] + n > self.per_client:
             raise FormError(
                 429,
@@ -123,11 +135,19 @@ class PreAuthBudget:
             )
         self._by_client[client] += n
         self.in_flight += n
+        if connection is not None:
+            self._by_connection[connection] += n
 
-    def give_back(self, client: str, n: int) -> None:
+    def give_back(self, client: str, n: int, connection: object = None) -> None:
         if n <= 0:
             return
         self.in_flight -= n
+        if connection is not None:
+            rest = self._by_connection[connection] - n
+            if rest > 0:
+                self._by_connection[connection] = rest
+            else:
+                self._by_connection.pop(connection, None)
         left = self._by_client[client] - n
         if left > 0:
             self._by_client[client] = left
@@ -308,10 +328,12 @@ async def read_form(
     authenticate: Authenticate,
     budget: PreAuthBudget,
     client: str | None,
+    connection: object = None,
 ) -> UploadForm:
     """Read and authenticate the whole form from ``body`` or raise FormError with the answer.
 
-    The returned form carries the checked key (``authenticate`` was called with the ``key`` part,
+    ``connection`` identifies the connection the request came on (budgets per connection; None
+    counts per address and in total only). The returned form carries the checked key (``authenticate`` was called with the ``key`` part,
     or with None when none came). On any error its spooled audio is already removed."""
     media, params = parse_header_params(content_type or "")
     max_audio = limits.max_upload_bytes
@@ -342,7 +364,7 @@ async def read_form(
         if urlencoded:
             raw = bytearray()
             async for chunk in _timed(body, limits, lambda: False):
-                budget.take(who, len(chunk))
+                budget.take(who, len(chunk), connection)
                 held += len(chunk)
                 raw.extend(chunk)
                 if len(raw) > PREAUTH_TEXT_BYTES:
@@ -360,11 +382,11 @@ async def read_form(
             if received > max_body:
                 raise FormError(413, f"Upload too large: the audio limit is {max_audio} bytes.")
             if form.key is None:
-                budget.take(who, len(chunk))
+                budget.take(who, len(chunk), connection)
                 held += len(chunk)
             parser.write(chunk)
             if form.key is not None and held:
-                budget.give_back(who, held)
+                budget.give_back(who, held, connection)
                 held = 0
         parser.finalize()
         if not collector.finished:
@@ -379,4 +401,4 @@ async def read_form(
         form.discard()
         raise
     finally:
-        budget.give_back(who, held)
+        budget.give_back(who, held, connection)

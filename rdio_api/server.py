@@ -40,6 +40,9 @@ def hypercorn_config(settings: Settings, host: str, port: int, fd: int | None = 
     # let 200 clients that pour in data and stall pin ~128 MB while the app catches up; 4 bounds
     # it at ~50 MB with no change to upload latency (bench/stalled.py).
     config.max_app_queue_size = 4
+    # HTTP/2: see hypercorn_compat.RdioH2Protocol for flow control, resets and CONTINUATION frames.
+    config.h2_max_concurrent_streams = settings.server.h2_max_concurrent_streams
+    config.h2_max_header_list_size = settings.server.h2_max_header_list_size
     if settings.tls.cert and settings.tls.key:
         config.certfile = str(settings.tls.cert)
         config.keyfile = str(settings.tls.key)

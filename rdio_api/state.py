@@ -61,7 +61,9 @@ class AppState:
     def __post_init__(self) -> None:
         upload = self.settings.upload
         self.preauth = PreAuthBudget(
-            upload.unauthenticated_bytes_per_client, upload.unauthenticated_bytes_total
+            upload.unauthenticated_bytes_per_client,
+            upload.unauthenticated_bytes_total,
+            upload.unauthenticated_bytes_per_connection,
         )
 
     def apply_settings(self, new: Settings) -> None:
@@ -72,5 +74,6 @@ class AppState:
             self.spool.limits = new.spool
         self.preauth.per_client = new.upload.unauthenticated_bytes_per_client
         self.preauth.total = new.upload.unauthenticated_bytes_total
+        self.preauth.per_connection = new.upload.unauthenticated_bytes_per_connection
         if self.dispatcher is not None:
             self.dispatcher.settings = new

@@ -140,6 +140,9 @@ class UploadSettings(_Strict):
     # so the per-client figure must hold one real call; SDRTrunk sends `key` first and needs none.
     unauthenticated_bytes_per_client: int = Field(default=64 * 2**20, gt=0)
     unauthenticated_bytes_total: int = Field(default=256 * 2**20, gt=0)
+    # The same, per connection: on HTTP/2 many upload streams share one; a connection past it is
+    # answered 429 and closed (GOAWAY), not just the stream.
+    unauthenticated_bytes_per_connection: int = Field(default=32 * 2**20, gt=0)
     # A request that has not shown a valid key this long after it started is answered 408: a client
     # trickling a byte at a time would otherwise hold its connection for good without one.
     unauthenticated_timeout_seconds: float = Field(default=60.0, gt=0)
@@ -171,6 +174,12 @@ class ServerSettings(_Strict):
     # close" for this long, so clients' kept-alive connections end cleanly after a response instead
     # of being closed under a request being sent (3 of 612 uploads were cut so before it).
     handoff_drain_seconds: float = Field(default=2.0, ge=0)
+    # HTTP/2 (h2c and h2 over TLS): concurrent streams per connection (SDRTrunk and trunk-recorder
+    # upload one call per request and keep a handful in flight; Hypercorn's default is 100, each a
+    # task and a queue), and the largest header list a request may send (an upload's headers are
+    # well under 1 KiB; Hypercorn's default is 64 KiB).
+    h2_max_concurrent_streams: int = Field(default=16, ge=1, le=1000)
+    h2_max_header_list_size: int = Field(default=16 * 1024, ge=4096, le=2**20)
 
 
 class StorageSettings(_Strict):

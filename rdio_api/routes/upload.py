@@ -30,6 +30,7 @@ from rdio_api.call_fields import (
     parse_id,
 )
 from rdio_api.form import Authenticate, FormError, UploadForm, read_form
+from rdio_api.hypercorn_compat import CONNECTION_EXTENSION
 from rdio_api.ingest import CommitError, IngestItem, IngestResult, StoredAudio
 from rdio_api.state import AppState
 from rdio_api.upload_schema import CALL_UPLOAD_REQUEST, TRUNK_RECORDER_UPLOAD_REQUEST, UPLOAD_RESPONSES
@@ -124,6 +125,7 @@ async def _handle(
             authenticate=_authenticator(settings, client),
             budget=state.preauth,
             client=client,
+            connection=request.scope.get("extensions", {}).get(CONNECTION_EXTENSION),
         )
     except FormError as exc:
         # Answered before the body was read to its end: close the connection, or a client still
