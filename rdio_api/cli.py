@@ -54,6 +54,22 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("init")
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    """A first config.yaml: fresh keys, no samples (config.example.yaml documents the rest)."""
+    from rdio_api.first_config import CONSOLE_KEY_NAME, UPLOAD_KEY_NAME, write_first_config
+
+    path = Path(args.path)
+    if not write_first_config(path):
+        print(f"{path} exists; left as it is", file=sys.stderr)
+        return 0
+    print(
+        f"created {path} with fresh API keys: '{UPLOAD_KEY_NAME}' (upload: give it to SDRTrunk) and "
+        f"'{CONSOLE_KEY_NAME}' (read + admin: enter it in the console)"
+    )
+    return 0
+
+
 @command("up")
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_api.supervisor import Supervisor
@@ -239,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the HTTP API (Hypercorn)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+
+    init = sub.add_parser("init", parents=[common], help="write a first config.yaml with fresh keys")
+    init.add_argument("path", nargs="?", default="config.yaml", help="where (default ./config.yaml)")
 
     up = sub.add_parser("up", parents=[common], help="run the whole system: Redis, API, worker, Flower")
     up.add_argument("--host")
