@@ -81,7 +81,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         sup.start()
-    except Exception:
+    except BaseException:  # Ctrl-C while waiting for the worker stops everything too
         sup.stop()
         raise
     return sup.wait()
@@ -221,10 +221,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("flower")
 def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
-    from rdio_tasks.flower_guard import flower_argv
+    from rdio_tasks.flower_guard import flower_argv, flower_options
 
     try:
         argv = flower_argv(settings, args.host, args.port, args.no_auth)
+        # Flower reads FLOWER_BASIC_AUTH from the environment: off the command line, out of `ps`.
+        os.environ.update(flower_options(settings, args.host, args.port, args.no_auth))
+        if args.no_auth:
+            os.environ["RDIO_FLOWER_NO_AUTH"] = "1"
     except ValueError as exc:
         print(f"rdio-api: {exc}", file=sys.stderr)
         return 2
