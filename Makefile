@@ -22,15 +22,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP) config.yaml
 	$(VENV)/bin/rdio-api up $(ARGS)
 
-# First run: a config.yaml from the example, with fresh random API keys instead of "change-me".
-config.yaml:
-	@$(PYTHON) -c "import pathlib, secrets; t = pathlib.Path('config.example.yaml').read_text(); \
-	t = t.replace('\"change-me-too\"', '\"' + secrets.token_urlsafe(18) + '\"'); \
-	t = t.replace('\"change-me\"', '\"' + secrets.token_urlsafe(18) + '\"'); \
-	pathlib.Path('config.yaml').write_text(t)"
-	@echo "created config.yaml with fresh API keys: the upload key is the first api_keys entry"
+# First run: a short config.yaml with fresh keys (rdio_api/first_config.py); samples of everything
+# else stay in config.example.yaml.
+config.yaml: | $(STAMP)
+	@$(VENV)/bin/rdio-api init config.yaml
 
+# The system packages its tests need (Chromium, promtool): installed as root, else one command to run.
 test: $(STAMP)
+	@scripts/test-deps.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)

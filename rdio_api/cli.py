@@ -71,6 +71,22 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("init")
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    """A first config.yaml: fresh keys, no samples (config.example.yaml documents the rest)."""
+    from rdio_api.first_config import CONSOLE_KEY_NAME, UPLOAD_KEY_NAME, write_first_config
+
+    path = Path(args.path)
+    if not write_first_config(path):
+        print(f"{path} exists; left as it is", file=sys.stderr)
+        return 0
+    print(
+        f"created {path} with fresh API keys: '{UPLOAD_KEY_NAME}' (upload: give it to SDRTrunk) and "
+        f"'{CONSOLE_KEY_NAME}' (read + admin: enter it in the console)"
+    )
+    return 0
+
+
 @command("up")
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_api.supervisor import Supervisor
@@ -82,7 +98,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         sup.start()
-    except Exception:
+    except BaseException:  # Ctrl-C while waiting for the worker stops everything too
         sup.stop()
         raise
     return sup.wait()
@@ -230,10 +246,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("flower")
 def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
-    from rdio_tasks.flower_guard import flower_argv
+    from rdio_tasks.flower_guard import flower_argv, flower_options
 
     try:
         argv = flower_argv(settings, args.host, args.port, args.no_auth)
+        # Flower reads FLOWER_BASIC_AUTH from the environment: off the command line, out of `ps`.
+        os.environ.update(flower_options(settings, args.host, args.port, args.no_auth))
+        if args.no_auth:
+            os.environ["RDIO_FLOWER_NO_AUTH"] = "1"
     except ValueError as exc:
         print(f"rdio-api: {exc}", file=sys.stderr)
         return 2
@@ -272,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "restart", parents=[common], help="restart the running serve/up of this config, refusing no upload"
     )
     restart.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the new server")
+
+    init = sub.add_parser("init", parents=[common], help="write a first config.yaml with fresh keys")
+    init.add_argument("path", nargs="?", default="config.yaml", help="where (default ./config.yaml)")
 
     up = sub.add_parser("up", parents=[common], help="run the whole system: Redis, API, worker, Flower")
     up.add_argument("--host")

@@ -128,9 +128,14 @@ def latest_jobs(session: Session, call_ids: list[int]) -> dict[int, Transcriptio
     """The most recent job per call: the completed one if any, else the newest."""
     if not call_ids:
         return {}
-    # Only what CallOut shows: a job's segments and raw result are as large as its transcript, twice.
+    # Only what CallOut shows (error: why a call was skipped or failed): a job's segments and raw
+    # result are as large as its transcript, twice.
     columns = load_only(
-        TranscriptionJob.call_id, TranscriptionJob.status, TranscriptionJob.text, raiseload=True
+        TranscriptionJob.call_id,
+        TranscriptionJob.status,
+        TranscriptionJob.text,
+        TranscriptionJob.error,
+        raiseload=True,
     )
     jobs = session.execute(
         select(TranscriptionJob)

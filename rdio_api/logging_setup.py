@@ -10,3 +10,6 @@ def configure(level: str = "INFO") -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
     )
+    if level.upper() != "DEBUG":
+        # Seven INFO lines per start (plugin set-up, each migration) that tell an operator nothing.
+        logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -122,6 +122,11 @@ class CallOut(_Rows):
         None, description="the latest job's status: the completed one if any, else the newest"
     )
     transcript: str | None = Field(None, description="the completed job's text, else null")
+    transcription_note: str | None = Field(
+        None,
+        description="why the call has no transcript when its latest job was skipped or failed "
+        "(e.g. 'transcription is off for system 1 talkgroup 52198', 'audio too short: ...')",
+    )
     units: list[UnitRef] = Field(
         default_factory=list,
         description=f"radios heard, in order of first key-up (at most {MAX_UNITS_SHOWN}; the call's "
@@ -145,6 +150,8 @@ class CallOut(_Rows):
         if job is not None:
             out.transcription_status = JobStatus(job.status)
             out.transcript = job.text if job.status == JobStatus.COMPLETED else None
+            if job.status in (JobStatus.SKIPPED, JobStatus.FAILED):
+                out.transcription_note = job.error
         if units:
             heard = summarize(units)
             out.units = [
@@ -272,6 +279,9 @@ class TalkgroupOut(_Rows, _Activity):
     name: str | None
     tag: str | None
     group: str | None
+    transcribed: bool = Field(
+        True, description="false: transcription is off for this talkgroup (config), its calls are stored only"
+    )
 
 
 class TalkgroupList(BaseModel):

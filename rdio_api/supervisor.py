@@ -2,8 +2,12 @@
 
 Starts, in order, an embedded Redis (unless ``broker_url`` is set), the API (Hypercorn), one Celery
 worker on queue ``gpu``, one on queue ``alerts`` (no model) and Flower, each as a child process.
-Ctrl-C or SIGTERM stops them in reverse order. Children also get PR_SET_PDEATHSIG so a SIGKILLed
-supervisor does not leave orphans on Linux.
+The database is migrated before any of them starts (a worker's registry row needs its table).
+The banner comes only once the API answers and a transcription worker has its model loaded
+(``/ready`` reports it), so "up" means a call can be transcribed now. At the default log level the
+children log warnings only (no Celery banners, alembic steps, Flower's inspect retries or Celery's
+running-as-root warning); log_level DEBUG shows everything. Ctrl-C or SIGTERM stops them in reverse
+order. Children also get PR_SET_PDEATHSIG so a SIGKILLed supervisor does not leave orphans on Linux.
 
 Only the API and the database are fatal, and only at start. A helper that exits later (Flower, the
 alerts worker, the gpu worker, the embedded Redis) is started again after a backoff (1 s doubling
@@ -93,9 +97,18 @@ class Supervisor:
         self._signals: list[int] = []
         self._api_restarts = 0
 
+    @property
+    def quiet(self) -> bool:
+        return self.settings.log_level.upper() != "DEBUG"
+
     def _env(self, broker_url: str) -> dict[str, str]:
         env = dict(os.environ)
         env["RDIO_BROKER_URL"] = broker_url
+        if self.quiet:
+            env["RDIO_LOG_LEVEL"] = "WARNING"
+            # Celery's SecurityWarning when run as root (containers, CI): a warning per worker start.
+            quiet_root = "ignore:You're running the worker with superuser privileges"
+            env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), quiet_root]))
         env["RDIO_DATA_DIR"] = str(self.settings.data_dir.resolve())
         env.setdefault("PYANNOTE_METRICS_ENABLED", "false")
         if self.config_path:
@@ -115,6 +128,10 @@ class Supervisor:
                 preexec_fn=_die_with_parent
             )
             broker_url = self.redis.url
+        # Migrations first: the workers write their registry rows at start.
+        from rdio_core import db
+
+        db.upgrade(db.make_engine(self.settings.resolved_database_url))
         env = self._env(broker_url)
         py = sys.executable
         # Installed before the pid file names us: a restart asked during start waits, not kills.
@@ -129,27 +146,32 @@ class Supervisor:
         )
         self.api.start()
         # celeryconfig's defaults: threads pool, transcription.concurrency calls batched together.
-        self._spawn("worker", [py, *worker_argv("rdio-embedded@%h")], env)
+        self._spawn("worker", self._worker_cmd("rdio-embedded@%h", ("gpu",)), env)
         # Alerts (and tone analysis) on their own worker: a slow webhook never holds a GPU thread,
         # and this one loads no model (rdio_tasks.tasks: only a gpu-queue worker preloads Whisper).
-        self._spawn("alerts worker", [py, *worker_argv("rdio-alerts@%h", queues=("alerts",))], env)
+        self._spawn("alerts worker", self._worker_cmd("rdio-alerts@%h", ("alerts",)), env)
         user, password = flower_credentials(self.settings)
         flower_port = self.settings.flower.port
+        # The credentials travel in the environment (rdio-api flower hands them to Flower as
+        # FLOWER_BASIC_AUTH), never on a command line that `ps` shows to every user.
         self._spawn(
             "flower",
             [py, "-m", "rdio_api", "flower", "--port", str(flower_port)],
             {**env, "RDIO_FLOWER__USER": user, "RDIO_FLOWER__PASSWORD": password},
         )
         scheme = "https" if self.settings.tls.cert else "http"
+        if not self._wait_ready(scheme):
+            return
         print(
             "\nrdio-api is up:\n"
-            f"  console          {scheme}://{self.host}:{self.port}/   (asks once for a read key from the config)\n"
-            f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs?key=<read key>)\n"
+            f"  console          {scheme}://{self.host}:{self.port}/   (enter the key '{self._console_key()}' once)\n"
+            f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs, key via Authorize)\n"
             f"  broker (Redis)   {broker_url}{'  (embedded, AOF in ' + str(data_dir / 'redis') + ')' if self.redis else ''}\n"
             f"  worker           queue 'gpu', model {self.settings.transcription.model}, "
             f"{self.settings.transcription.concurrency} calls in flight, batch {self.settings.transcription.batch_size}\n"
             f"  alerts worker    queue 'alerts', {len(self.settings.alerts.rules)} rule(s) in alerts.rules\n"
-            f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user} / password {password}\n"
+            f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user}, password in "
+            f"{(self.settings.flower.password and 'the config') or data_dir / 'flower-credentials'}\n"
             f"  data             {data_dir}\n"
             f"  config           {self.config_path or 'defaults + RDIO_* environment'}\n"
             f"  upload keys      {self._key_summary()}\n"
@@ -159,6 +181,47 @@ class Supervisor:
             + "Press Ctrl-C to stop.\n",
             flush=True,
         )
+
+    def _worker_cmd(self, name: str, queues: tuple[str, ...]) -> list[str]:
+        argv = worker_argv(name, queues=queues)
+        if self.quiet:  # no banner (celery -q), warnings only (the last --loglevel wins)
+            argv = [*argv[:2], "-q", *argv[2:], "--loglevel", "WARNING"]
+        return [sys.executable, *argv]
+
+    def _console_key(self) -> str:
+        readers = [k.name for k in self.settings.api_keys if {"read", "admin"} & set(k.scopes)]
+        return ", ".join(readers) or "none: add a key with the read scope"
+
+    def _wait_ready(self, scheme: str) -> bool:
+        """Poll /ready until the API answers and a transcription worker is live; False on Ctrl-C or
+        SIGTERM meanwhile (wait() then stops everything). A helper that exits while we wait is
+        started again as later (a taken Flower port must not hold the banner back for good); a line
+        every 15 s says what is still awaited."""
+        import httpx
+
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        url = f"{scheme}://{host}:{self.port}/ready"
+        need_worker = self.settings.transcription.enabled
+        started = last_note = time.monotonic()
+        waiting = "the API"
+        while not any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self._signals):
+            self._tend()
+            try:
+                checks = httpx.get(url, verify=False, timeout=2).json().get("checks", {})
+                waiting = (
+                    f"a transcription worker to load model {self.settings.transcription.model}"
+                    if need_worker and not str(checks.get("workers", "")).startswith("ok")
+                    else ""
+                )
+            except (httpx.HTTPError, ValueError):
+                waiting = "the API"
+            if not waiting:
+                return True
+            if time.monotonic() - last_note >= 15:
+                print(f"waiting for {waiting} ({time.monotonic() - started:.0f} s)", flush=True)
+                last_note = time.monotonic()
+            time.sleep(0.3)
+        return False
 
     def _key_summary(self) -> str:
         names = [k.label for k in upload_keys(self.settings)]

@@ -55,8 +55,10 @@ def flower_argv(settings: Settings, host: str | None, port: int | None, no_auth:
         "--persistent=True",
         f"--db={options['FLOWER_DB']}",
     ]
-    if "FLOWER_BASIC_AUTH" in options:
-        argv.append(f"--basic_auth={options['FLOWER_BASIC_AUTH']}")
+    # Credentials stay off the command line (ps shows it to every user): Flower reads
+    # FLOWER_BASIC_AUTH from the environment, which rdio-api flower sets before exec.
+    if settings.log_level.upper() != "DEBUG":
+        argv.append("--logging=error")  # "Inspect method ... failed" while workers start, per method
     return argv
 
 

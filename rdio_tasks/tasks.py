@@ -256,6 +256,8 @@ def _sweep_fetch_spool(**_: Any) -> None:
 _heartbeat: workers.Heartbeat | None = None
 #: The Celery node name (``-n``), learnt in the main process before any fork.
 _node_name: str | None = None
+#: The device the preloaded model runs on ("auto" resolved), for the registry row.
+_loaded_device: str | None = None
 
 
 def _start_heartbeat() -> None:
@@ -270,7 +272,7 @@ def _start_heartbeat() -> None:
         name=worker_id(_node_name),
         queues=queues,
         model=tx.model if gpu else None,
-        device=tx.device if gpu else None,
+        device=(_loaded_device or tx.device) if gpu else None,
     )
     lease = lambda: context().settings.transcription.lease_seconds  # noqa: E731 - follows reloads
     _heartbeat = workers.Heartbeat(ctx.factory, identity, lease, tx.heartbeat_seconds).start()
@@ -297,8 +299,10 @@ def _preload_threads(sender: Any = None, **_: Any) -> None:
         else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
     )
     if "thread" in name or "solo" in name:
-        _start_heartbeat()
+        # The model first: a registry row means a worker that can take a call now, which is what
+        # `rdio-api up` waits for before saying it is up and what /ready reports.
         _preload()
+        _start_heartbeat()
 
 
 @signals.worker_shutdown.connect
@@ -330,6 +334,8 @@ def _preload() -> None:
         from rdio_tasks.asr import EngineConfig, get_engine
 
         engine = get_engine(EngineConfig.from_settings(ctx.settings.transcription))
+        global _loaded_device
+        _loaded_device = engine.device
         if _heartbeat is not None:  # "auto" resolved: the registry shows cpu or cuda
             _heartbeat.identity.device = engine.device
         log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)

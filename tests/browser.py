@@ -25,7 +25,8 @@ from tests.test_upload import sdrtrunk_fields
 CHROMIUM = Path(os.environ.get("RDIO_CHROMIUM", "/usr/bin/chromium"))
 INSTALL_HINT = (
     f"The console tests drive a real Chromium and {CHROMIUM} is missing: install it with "
-    "`sudo apt-get install chromium chromium-driver` (Debian/Ubuntu; .ci/run does this in CI), "
+    "`sudo apt-get install chromium chromium-driver` (Debian/Ubuntu; `make test` does it as root: "
+    "scripts/test-deps.sh), "
     "or point RDIO_CHROMIUM at a Chromium binary."
 )
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -106,10 +108,43 @@ def _yaml_paths(value, prefix: str = "") -> set[str]:
     return paths
 
 
-def test_example_config_loads_and_documents_every_key():
-    example = REPO / "config.example.yaml"
+SAMPLES = "# samples below: uncomment and edit"
+
+
+def _with_samples(text: str) -> str:
+    """config.example.yaml with its commented samples switched on: each ``key: []  # samples below``
+    line gives way to the commented block under it, uncommented."""
+    out: list[str] = []
+    sample_indent: str | None = None
+    block = ""  # the commented key line, then its deeper lines
+    for line in text.splitlines():
+        if sample_indent is not None and line.startswith(sample_indent + block):
+            out.append(sample_indent + line[len(sample_indent) + 2 :])
+            block = "#  "
+            continue
+        sample_indent = None
+        if line.rstrip().endswith(SAMPLES):
+            sample_indent, block = line[: len(line) - len(line.lstrip())], "# "
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_example_config_samples_are_commented_out():
+    """Copied as it is, the example transcribes every talkgroup with no prompt and fires no alert."""
+    settings = load_settings(REPO / "config.example.yaml")
+    assert settings.transcription.systems == [] and settings.transcription.replacements == []
+    assert settings.transcription.resolve(1, 52198).enabled
+    assert settings.alerts.rules == [] and settings.units.systems == [] and settings.tones.sets == []
+
+
+def test_example_config_loads_and_documents_every_key(tmp_path):
+    example = tmp_path / "config.yaml"
+    example.write_text(_with_samples((REPO / "config.example.yaml").read_text()))
     settings = load_settings(example)
     assert settings.find_key("change-me").scopes == ["upload"]
+    assert settings.transcription.resolve(1, 52198).enabled is False  # the samples are whole
+    assert [r.name for r in settings.alerts.rules] == ["working fire"]
     documented = _yaml_paths(yaml.safe_load(example.read_text()))
     # Grants inside `systems` are documented in a comment (id, talkgroups); per-system replacement
     # lists have the same shape as the global one, documented once.
@@ -120,3 +155,25 @@ def test_example_config_loads_and_documents_every_key():
         and not (p.startswith("transcription.systems.") and ".replacements." in p)
     }
     assert expected - documented == set()
+
+
+def test_init_writes_a_neutral_first_config(tmp_path):
+    """`make run`'s first config: two fresh keys (upload; read + admin for the console) and no
+    sample that would change what a newcomer's calls get."""
+    path = tmp_path / "config.yaml"
+    run = [sys.executable, "-m", "rdio_api", "init", str(path)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RDIO_")}
+    first = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "'sdrtrunk' (upload" in first.stdout and "'console' (read + admin" in first.stdout
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    settings = load_settings(path)
+    upload, console = settings.api_keys
+    assert upload.scopes == ["upload"] and sorted(console.scopes) == ["admin", "read"]
+    assert len({upload.key, console.key}) == 2 and not upload.key.startswith("change-me")
+    assert settings.transcription.systems == [] and settings.alerts.rules == []
+    assert settings.transcription.resolve(1, 52198).enabled
+    assert len(path.read_text().splitlines()) < 40
+    text = path.read_text()
+    again = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "exists" in again.stderr and path.read_text() == text

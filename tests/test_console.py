@@ -8,14 +8,17 @@ Screenshots land in the test's tmp dir and in tests/artifacts/.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
+import signal
 import time
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import update
 
 from rdio_core.models import Call
@@ -646,3 +649,52 @@ def test_older_calls_and_more_results_follow_the_cursor(console, stack, systems)
     shown = results.evaluate_all("els => els.map(e => +e.dataset.callId)")
     assert shown == ids[::-1]
     assert console.console_errors == []
+
+
+# --- why a call has no transcript ------------------------------------------------------------------
+
+
+def test_cards_and_talkgroups_say_why_a_call_is_not_transcribed(console, stack, systems):
+    """A talkgroup turned off in the config: its card names the reason, not just "not transcribed",
+    and the talkgroups page marks the talkgroup."""
+    mine = systems[0]
+    original = copy.deepcopy(stack.config)
+    config = copy.deepcopy(stack.config)
+    config["transcription"]["systems"] = [{"id": mine, "talkgroups": [{"id": 309, "enabled": False}]}]
+    stack.server.config_path.write_text(yaml.safe_dump(config))
+    stack.server.proc.send_signal(signal.SIGHUP)
+    try:
+        audio = clip("speech_sdrtrunk.mp3")
+        send(stack, audio, mine, talkgroup=301)  # a talkgroup still transcribed
+        deadline = time.monotonic() + 20
+        while True:  # until the reload applies: the next call on 309 is skipped with its reason
+            off = send(stack, audio, mine, talkgroup=309)
+            got = stack.get(f"/api/calls/{off}")
+            assert got.status_code == 200, (got.status_code, got.text, stack.server.log()[-2000:])
+            call = got.json()
+            if call["transcription_status"] == "skipped" or time.monotonic() > deadline:
+                break
+        reason = f"transcription is off for system {mine} talkgroup 309"
+        assert call["transcription_note"] == reason
+        listed = {t["talkgroup"]: t for t in stack.get("/api/talkgroups", system=mine).json()["talkgroups"]}
+        assert listed[309]["transcribed"] is False and listed[301]["transcribed"] is True
+
+        console.open("/")
+        console.enter_key(READER)
+        console.wait_live()
+        card = console.card(off)
+        card.wait_for(timeout=10_000)
+        assert f"not transcribed: {reason}" in card.locator(".transcript").inner_text()
+        console.screenshot("card-not-transcribed")
+
+        console.open("/talkgroups")
+        row = console.page.locator(f"section[data-system='{mine}'] tr[data-talkgroup='309']")
+        row.wait_for(timeout=10_000)
+        assert "transcription off for this talkgroup" in row.inner_text()
+        other = console.page.locator(f"section[data-system='{mine}'] tr[data-talkgroup='301']")
+        assert "transcription off" not in other.inner_text()
+        console.screenshot("talkgroups-not-transcribed")
+        assert console.console_errors == []
+    finally:
+        stack.server.config_path.write_text(yaml.safe_dump(original))
+        stack.server.proc.send_signal(signal.SIGHUP)

@@ -166,7 +166,9 @@ def test_alert_rules_use_only_metrics_the_api_exports(health_server):
 def test_alert_rules_pass_promtool():
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (.ci/run installs Debian's `prometheus` package)")
+        pytest.skip(
+            "promtool not installed (scripts/test-deps.sh, run by make test, installs Debian's `prometheus` package)"
+        )
     result = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 7 rules found" in result.stdout

@@ -43,7 +43,15 @@ def test_up_transcribes_and_stops_cleanly(tmp_path):
     )
     family: list[psutil.Process] = []
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", 60, proc)
+        # "up" only once a call can be transcribed: the API answers and a worker has its model.
+        deadline = time.monotonic() + 180
+        while b"rdio-api is up" not in (tmp_path / "up.log").read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready").json()
+        assert ready["checks"]["workers"] == "ok: 1 transcription worker", ready
+        banner = (tmp_path / "up.log").read_text()
+        assert "enter the key 'sdrtrunk' once" in banner and "key=" not in banner
         # A few calls at once: the worker runs them concurrently and batches their chunks.
         call_ids = []
         for n, name in enumerate(("speech_sdrtrunk.mp3", "speech.wav", "speech.m4a")):
@@ -75,6 +83,11 @@ def test_up_transcribes_and_stops_cleanly(tmp_path):
         family = [proc_ for proc_ in psutil.Process(proc.pid).children(recursive=True)]
         names = " ".join(" ".join(p.cmdline()) for p in family)
         assert "redis-server" in names and "serve" in names and "worker" in names and "flower" in names
+        assert creds[1] not in names  # Flower's password is not in the process list
+        log_text = (tmp_path / "up.log").read_text()
+        # Quiet by default: no migration steps, no Celery banner or root warning, no table races.
+        for noise in ("alembic", "superuser privileges", "no such table", "[tasks]", "Inspect method"):
+            assert noise not in log_text, (noise, log_text[-3000:])
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)

@@ -71,7 +71,10 @@ export function tonesNode(call) {
 export function transcriptNode(call, segments = segmentsOf.get(call.id)) {
   const box = h("div.transcript", { dataset: { callId: call.id } });
   if (call.transcription_status !== "completed") {
-    const why = call.transcription_error ? `: ${call.transcription_error}` : "";
+    // Why there is none: the skipped/failed job's reason (list items carry transcription_note;
+    // the event stream's transcript.updated carries it as transcription_error).
+    const reason = call.transcription_note || call.transcription_error;
+    const why = reason ? `: ${reason}` : "";
     box.append(h("p.status", {}, (STATUS_TEXT[call.transcription_status] || "no transcript") + why));
     return box;
   }

@@ -93,6 +93,13 @@ function render(root, systems, talkgroups) {
                       { href: `/search${query({ system: id, talkgroup: t.talkgroup })}`, "data-link": "" },
                       t.label || t.name || `TG ${t.talkgroup}`,
                     ),
+                    t.transcribed === false
+                      ? h(
+                          "span.note.not-transcribed",
+                          { title: "transcription.systems in the config turns it off: calls are stored only" },
+                          " transcription off for this talkgroup",
+                        )
+                      : null,
                   ),
                   tagged ? h("td", {}, [t.tag, t.group].filter(Boolean).join(" / ")) : null,
                   hasActivity ? activity(t) : null,

@@ -213,20 +213,26 @@ def _activity(
 
 
 @router.get("/api/talkgroups", response_model=TalkgroupList, responses={**AUTH, **INVALID})
-def list_talkgroups(key: ReadKey, session: SessionDep, system: Id | None = None) -> TalkgroupList:
+def list_talkgroups(
+    key: ReadKey, session: SessionDep, state: StateDep, system: Id | None = None
+) -> TalkgroupList:
     stmt = select(Talkgroup).order_by(Talkgroup.system_id, Talkgroup.talkgroup)
     if system is not None:
         stmt = stmt.where(Talkgroup.system_id == system)
     activity = _activity(session, key, system)
+    cfg = state.settings.transcription
     items = [
         TalkgroupOut.model_validate(t).model_copy(
-            update=dict(
-                zip(
-                    ("call_count", "last_call_at"),
-                    activity.get((t.system_id, t.talkgroup), (0, None)),
-                    strict=True,
-                )
-            )
+            update={
+                **dict(
+                    zip(
+                        ("call_count", "last_call_at"),
+                        activity.get((t.system_id, t.talkgroup), (0, None)),
+                        strict=True,
+                    )
+                ),
+                "transcribed": cfg.enabled and cfg.resolve(t.system_id, t.talkgroup).enabled,
+            }
         )
         for t in session.execute(stmt).scalars()
         if key is None or key.allows(t.system_id, t.talkgroup)

@@ -19,6 +19,8 @@ from rdio_api.deps import SessionDep, StateDep, metrics_access
 from rdio_api.responses import AUTH, Responses
 from rdio_api.schemas import Health, Readiness, TranscriptionHealth
 from rdio_api.state import AppState
+from rdio_core import workers
+from rdio_core.models import utcnow
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -60,8 +62,30 @@ def ready(state: StateDep) -> JSONResponse:
     if state.spool is not None:  # uploads are accepted while the database is away, up to its bound
         full = state.spool.full()
         checks["spool"] = state.spool.describe() if full is None else f"full: {full}"
+    _workers_check(state, checks)
     body = Readiness(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def _workers_check(state: AppState, checks: dict[str, str]) -> None:
+    """How many transcription workers are live (a gpu-queue worker registers once its model is
+    loaded). Reported, not required: an upload is stored and its job waits for a worker."""
+    tx = state.settings.transcription
+    if not tx.enabled:
+        checks["workers"] = "transcription disabled"
+        return
+    try:
+        with state.factory() as session:
+            found = workers.list_workers(session)
+        live = workers.active_count(found, utcnow(), transcription_health.fresh_seconds(state.settings))
+    except Exception as exc:
+        checks["workers"] = f"error: {type(exc).__name__}"
+        return
+    checks["workers"] = (
+        f"ok: {live} transcription worker{'s' if live != 1 else ''}"
+        if live
+        else "missing: no transcription worker is live; calls are stored and wait in the queue"
+    )
 
 
 def _storage_check(state: AppState, checks: dict[str, str]) -> bool:
