@@ -10,10 +10,16 @@ directory; otherwise point ``--url``/``--key`` at a running one. Two modes:
   from the upload to the signed POST arriving: a talkgroup rule (fires at upload, must not wait
   for transcription) and a text rule on words of the corpus transcripts (bounded by the
   transcription, reported next to it).
+- ``backfill``: ``--backfill`` calls (500) are stored on a talkgroup with transcription off, then
+  re-transcribed by a backfill run (``transcription.backfill_priority``, 5); while it runs, live
+  calls go up one at a time, each timed from the upload to its transcript. Prints the live p50/p95,
+  how many backfill calls were transcribed meanwhile, and the load average.
 
     python bench/e2e.py --spawn --calls 20
     python bench/e2e.py --spawn --mode burst --calls 64
     python bench/e2e.py --spawn --mode alerts --calls 20
+    python bench/e2e.py --spawn --mode backfill --backfill 500 --calls 20 \
+        --set transcription.model='"tiny.en"'
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -141,6 +148,69 @@ def alert_rules(receiver: Receiver) -> dict:
     }
 
 
+BACKFILL_TG = 950  # the backfill's talkgroup: stored with transcription off, then backfilled
+
+
+def bench_backfill(
+    client: httpx.Client, url: str, key: str, system: int, clips: list[bytes], calls: int, backlog: int
+) -> dict:
+    """Live calls' upload-to-transcript while a ``backlog``-call backfill runs."""
+    base = 100_000
+    for i in range(backlog):  # stored, job skipped (talkgroup off)
+        upload(client, url, key, system, base + i, clips[i % len(clips)], talkgroup=BACKFILL_TG)
+    r = client.post(
+        f"{url}/api/transcription/backfill",
+        headers={"X-API-Key": key},
+        json={"system": system, "talkgroup": BACKFILL_TG},
+    )
+    r.raise_for_status()
+    run = r.json()["id"]
+
+    def progress() -> dict:
+        got = client.get(f"{url}/api/transcription/backfill/{run}", headers={"X-API-Key": key})
+        return got.json() if got.status_code == 200 else {}
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the backfill is queued and under way
+        now = progress()
+        if now.get("queuing_finished") and now.get("done", 0) >= 8:
+            break
+        time.sleep(0.5)
+    done_before = progress().get("done", 0)
+    started = time.monotonic()
+    latencies: list[float] = []
+    waited: list[float] = []  # job created -> a worker started it
+    ran: list[float] = []  # started -> finished (the worker's own time)
+    loads = []
+    for i in range(calls):
+        start = time.monotonic()
+        cid = upload(client, url, key, system, i, clips[i % len(clips)])
+        finished = wait_done(client, url, key, [cid], 300)
+        latencies.append((finished[cid] - start) * 1000)
+        loads.append(os.getloadavg()[0])
+        job = client.get(f"{url}/api/calls/{cid}/transcription", headers={"X-API-Key": key}).json()
+        times = {
+            k: datetime.fromisoformat(job["latest_job"][k])
+            for k in ("created_at", "started_at", "finished_at")
+        }
+        waited.append((times["started_at"] - times["created_at"]).total_seconds() * 1000)
+        ran.append((times["finished_at"] - times["started_at"]).total_seconds() * 1000)
+        time.sleep(0.5)  # live calls come and go; the backfill keeps the worker full meanwhile
+    after = progress()
+    spent = time.monotonic() - started
+    return {
+        "mode": "backfill",
+        "backfill_calls": backlog,
+        "live": percentiles(latencies),
+        "live_waiting_for_a_worker": percentiles(waited),
+        "live_on_the_worker": percentiles(ran),
+        "backfill_done_during_live": after.get("done", 0) - done_before,
+        "backfill_calls_per_s_during_live": round((after.get("done", 0) - done_before) / spent, 3),
+        "backfill_left": backlog - after.get("done", 0),
+        "load_avg_1m": {"min": round(min(loads), 2), "max": round(max(loads), 2)},
+    }
+
+
 def percentiles(values: list[float]) -> dict[str, int]:
     values = sorted(values)
     if not values:
@@ -247,7 +317,8 @@ def main() -> int:
     parser.add_argument("--url")
     parser.add_argument("--key")
     parser.add_argument("--spawn", action="store_true")
-    parser.add_argument("--mode", choices=["paced", "burst", "alerts"], default="paced")
+    parser.add_argument("--mode", choices=["paced", "burst", "alerts", "backfill"], default="paced")
+    parser.add_argument("--backfill", type=int, default=500, help="backfill calls (--mode backfill)")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2, help="uploads before measuring (model warm-up)")
     parser.add_argument("--timeout", type=float, default=900)
@@ -274,18 +345,26 @@ def main() -> int:
         if not (args.spawn or not args.url):
             parser.error("--mode alerts needs --spawn (its rules point at this process's receiver)")
         extra["alerts"] = alert_rules(receiver)
+    system = random.randint(10**6, 10**7)
+    if args.mode == "backfill":
+        tx = extra.setdefault("transcription", {})
+        tx.setdefault("systems", []).append(
+            {"id": system, "talkgroups": [{"id": BACKFILL_TG, "enabled": False}]}
+        )
     if args.spawn or not args.url:
         proc, url, key = spawn(Path(tempfile.mkdtemp(prefix="rdio-e2e-")), extra)
     else:
         url, key = args.url.rstrip("/"), args.key
     clips = [p.read_bytes() for p in corpus_clips()]
-    system = random.randint(10**6, 10**7)
     try:
         with httpx.Client(timeout=30) as client:
             for i in range(args.warmup):
                 cid = upload(client, url, key, system, 10_000 + i, clips[i % len(clips)])
                 wait_done(client, url, key, [cid], args.timeout)
-            if receiver is not None:
+            load_start = os.getloadavg()[0]  # the machine may be shared: report its load
+            if args.mode == "backfill":
+                result = bench_backfill(client, url, key, system, clips, args.calls, args.backfill)
+            elif receiver is not None:
                 result = bench_alerts(client, receiver, url, key, system, clips, args.calls, args.timeout)
                 result["rules"] = f"talkgroup rule (tg {TALKGROUP_RULE_TG}), text rule (tg {TEXT_RULE_TG})"
             elif args.mode == "paced":
@@ -316,6 +395,7 @@ def main() -> int:
                     "calls_per_s": round(len(finished) / wall, 3),
                 }
             result["overrides"] = extra
+            result["load_avg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
             print(json.dumps(result), flush=True)
     finally:
         if proc is not None:

@@ -7,8 +7,21 @@ and clean speech), decoded to memory once, then transcribed twice by the same lo
 - batched:  ``--concurrency`` calls in flight (as the Celery threads pool runs them), their speech
   chunks sharing model passes of up to ``--batch-size``.
 
-Prints one table (calls/s, audio seconds per wall second, the batched/per-call ratio, p50/p95
-per-call latency = time inside transcribe, peak RSS) and, with ``--json``, one JSON line.
+Prints one table (calls/s, audio seconds per wall second, process CPU milliseconds per call, p50/p95
+per-call latency = time inside transcribe, peak RSS, the 1-minute load average at the start and end
+of each phase), the batched/per-call ratio, the mean batch fill (share of ``--batch-size``), the
+preparation stages' cost per call (decode, conditioning, VAD, features) and, with ``--json``, one
+JSON line.
+
+On a shared machine the wall-clock figures follow the other processes' load; CPU ms per call does
+not (much): compare runs by it, and compare wall-clock figures only within one run at a low load.
+On 2 CPU cores the batched path gains by keeping both cores busy (per-call decoding uses about
+1.15), not by spending less CPU per call (the encoder's CPU time per 30 s window does not fall
+with the batch on a CPU), so the ratio is bounded near 1.75x there.
+
+With ``--concurrency`` equal to ``--batch-size`` batches fill to about half: the calls of the
+batch in flight are not waiting for the next one, so two halves take turns. Twice as many calls in
+flight as ``--batch-size`` fill them.
 With ``--matrix-tflops`` (the GPU's measured dense matrix throughput), it also reports the achieved
 fraction of the encoder-bound limit: one 30-second encoder window per chunk, with the encoder FLOPs
 counted from the model's dimensions.
@@ -66,6 +79,8 @@ def peak_rss_mb() -> float:
 def run(engine, calls: list, concurrency: int) -> dict:  # type: ignore[no-untyped-def]
     latencies: list[float] = []
     chunks = 0
+    load_start = os.getloadavg()[0]
+    cpu_start = time.process_time()
 
     def one(audio):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
@@ -80,6 +95,7 @@ def run(engine, calls: list, concurrency: int) -> dict:  # type: ignore[no-untyp
         with ThreadPoolExecutor(concurrency) as pool:
             results = list(pool.map(one, calls))
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     chunks = sum(len(r.raw_segments) for r in results)
     audio_s = sum(a.shape[0] for a in calls) / 16000
     latencies.sort()
@@ -88,6 +104,8 @@ def run(engine, calls: list, concurrency: int) -> dict:  # type: ignore[no-untyp
         "wall_s": round(wall, 2),
         "calls_per_s": round(len(calls) / wall, 3),
         "audio_s_per_s": round(audio_s / wall, 2),
+        "cpu_ms_per_call": round(cpu / len(calls) * 1000),
+        "load_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
         "p50_ms": round(statistics.median(latencies) * 1000),
         "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))] * 1000),
         "peak_rss_mb": round(peak_rss_mb()),
@@ -198,7 +216,7 @@ def main() -> int:
         default=None,
         help="GPU dense matrix TFLOP/s, or 'measure' to time a float16 product here",
     )
-    parser.add_argument("--stages", action="store_true", help="also time decode/VAD/features per call")
+    parser.add_argument("--no-stages", action="store_true", help="skip timing decode/VAD/features per call")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--call-seconds", type=float, default=None, help="every call exactly this long")
     parser.add_argument("--language", default=None, help="fixed language (no detection)")
@@ -243,17 +261,23 @@ def main() -> int:
         f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {args.batch_size}, "
         f"concurrency {args.concurrency}, {'plain' if args.plain else 'radio'} pipeline"
     )
-    header = f"{'mode':<9} {'calls/s':>8} {'audio s/s':>10} {'p50 ms':>8} {'p95 ms':>8} {'peak RSS MB':>12}"
+    header = (
+        f"{'mode':<9} {'calls/s':>8} {'audio s/s':>10} {'CPU ms/call':>12} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'peak RSS MB':>12} {'load (1 min)':>14}"
+    )
     print(header)
     print("-" * len(header))
     for name, r in (("per-call", per_call), ("batched", batched)):
+        load = "{:.2f}->{:.2f}".format(*r["load_start_end"])
         print(
-            f"{name:<9} {r['calls_per_s']:>8.3f} {r['audio_s_per_s']:>10.2f} {r['p50_ms']:>8} {r['p95_ms']:>8} "
-            f"{r['peak_rss_mb']:>12}"
+            f"{name:<9} {r['calls_per_s']:>8.3f} {r['audio_s_per_s']:>10.2f} {r['cpu_ms_per_call']:>12} "
+            f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['peak_rss_mb']:>12} {load:>14}"
         )
+    fill = (stats.get("mean_batch") or 0) / args.batch_size
     print(
-        f"batched/per-call ratio: {ratio:.2f}x; mean batch {stats.get('mean_batch')} chunks "
-        f"(sizes {stats.get('sizes')}); transcripts differing: {len(diffs)} of {len(calls)}"
+        f"batched/per-call ratio: {ratio:.2f}x; mean batch {stats.get('mean_batch')} chunks = "
+        f"{fill:.0%} of batch_size {args.batch_size} (sizes {stats.get('sizes')}); "
+        f"transcripts differing: {len(diffs)} of {len(calls)}"
         + (f" (max WER diff {max(diffs):.3f})" if diffs else "")
     )
     summary = {
@@ -268,10 +292,11 @@ def main() -> int:
         "per_call": {k: v for k, v in per_call.items() if k != "texts"},
         "batched": {k: v for k, v in batched.items() if k != "texts"},
         "ratio": round(ratio, 3),
+        "mean_batch_fill": round(fill, 3),
         "batch_stats": stats,
         "differing_transcripts": len(diffs),
     }
-    if args.stages:
+    if not args.no_stages:
         costs = stage_costs(engine, calls)
         per_call_ms = sum(v for k, v in costs.items())
         summary["stage_ms_per_call"] = costs

@@ -293,6 +293,8 @@ class CallWriter:
         should not read back what was just written."""
         rows, owners = [], []
         now = utcnow()
+        tx = self.settings.transcription
+        waiting: int | None = None  # the backlog, counted once per batch if a call may be deferred
         for idx in fresh:
             call = items[idx].call
             if not items[idx].transcribe:
@@ -301,7 +303,15 @@ class CallWriter:
             if plan is None:
                 continue
             status, reason = plan
-            priority = items[idx].job_priority or self.settings.transcription.default_priority
+            priority = items[idx].job_priority or tx.resolve(call.system, call.talkgroup).priority
+            depth = tx.defer_backlog_depth
+            if status == JobStatus.PENDING and depth is not None and priority >= tx.defer_priority:
+                if waiting is None:
+                    waiting = jobs.backlog(session)
+                if waiting >= depth:
+                    status, reason = JobStatus.DEFERRED, jobs.deferral_reason(waiting, depth)
+            if status == JobStatus.PENDING and waiting is not None:
+                waiting += 1  # this batch's own jobs deepen the backlog too
             rows.append(jobs.job_row(call_ids[idx], priority, JobStatus(status), reason, now=now))
             owners.append(idx)
         if not rows:

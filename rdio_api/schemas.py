@@ -368,11 +368,16 @@ class QueueStatus(BaseModel):
 
     enabled: bool
     pending: int
+    deferred: int = Field(description="held back while the backlog was deep; run when the queue drains")
     queued: int
     processing: int
     completed: int
     failed: int
     skipped: int
+    by_priority: dict[int, dict[str, int]] = Field(
+        description="unfinished jobs per priority (1 = most urgent) and status: who waits for what"
+    )
+    defer_backlog_depth: int | None
     completed_today: int
     completed_last_hour: int
     broker_queue_depth: int | None = Field(description="messages in the gpu queue a worker can take now")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from rdio_api import metrics
 from rdio_api.schemas import HealthCheck, TranscriptionHealth, WorkerOut
 from rdio_api.state import AppState
-from rdio_core import workers
+from rdio_core import jobs, workers
 from rdio_core.models import JobStatus, TranscriptionJob, utcnow
 from rdio_core.settings import Settings
 
@@ -87,11 +87,7 @@ def measure(state: AppState, session: Session) -> tuple[TranscriptionHealth, lis
     lines = settings.health
     now = utcnow()
     since = now - timedelta(seconds=lines.window_seconds)
-    backlog = session.execute(
-        select(func.count())
-        .select_from(TranscriptionJob)
-        .where(TranscriptionJob.status.in_([JobStatus.PENDING, JobStatus.QUEUED]))
-    ).scalar_one()
+    backlog = jobs.backlog(session)
     ended = dict(
         session.execute(
             select(TranscriptionJob.status, func.count())

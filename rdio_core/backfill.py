@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 #: Pause between batches: lets queued uploads take the write lock (SQLite has one writer).
 PAUSE_SECONDS = 0.05
-ACTIVE = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
+ACTIVE = (JobStatus.PENDING, JobStatus.DEFERRED, JobStatus.QUEUED, JobStatus.PROCESSING)
 
 Publish = Callable[[list[tuple[int, int]]], None]
 

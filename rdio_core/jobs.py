@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CursorResult, Update, and_, func, or_, select, update
+from sqlalchemy import CursorResult, Select, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import alerts, search
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED)
+#: Jobs waiting for a worker: the backlog that ``transcription.defer_backlog_depth`` bounds.
+WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
 
 
 class ClaimOutcome(StrEnum):
@@ -309,3 +311,64 @@ def status_counts(session: Session) -> dict[str, int]:
     """Number of jobs in each status (statuses with none are absent)."""
     rows = session.execute(select(TranscriptionJob.status, func.count()).group_by(TranscriptionJob.status))
     return {status: count for status, count in rows.all()}
+
+
+def backlog(session: Session) -> int:
+    """Jobs waiting for a worker (pending + queued); deferred ones are not counted."""
+    return session.execute(
+        select(func.count()).select_from(TranscriptionJob).where(TranscriptionJob.status.in_(WAITING))
+    ).scalar_one()
+
+
+def deferral_reason(waiting: int, depth: int) -> str:
+    """What a deferred job's card says (the job's ``error`` until it is released)."""
+    return f"{waiting} jobs were waiting (defer_backlog_depth {depth}); transcribed when the queue drains"
+
+
+def release_deferred(
+    factory: sessionmaker[Session], depth: int | None, limit: int = 200
+) -> list[tuple[int, int]]:
+    """Make deferred jobs pending again while the backlog is under ``depth`` (all of them when
+    deferral is off), most urgent then oldest first; returns (job id, priority) of each to publish.
+
+    Each row moves by compare-and-set, so two sweepers never release the same job twice."""
+    with factory() as session:
+        room = limit if depth is None else min(limit, depth - backlog(session))
+        if room <= 0:
+            return []
+        picked = session.execute(
+            select(TranscriptionJob.id, TranscriptionJob.priority)
+            .where(TranscriptionJob.status == JobStatus.DEFERRED)
+            .order_by(TranscriptionJob.priority, TranscriptionJob.id)
+            .limit(room)
+        ).all()
+        released: list[tuple[int, int]] = []
+        now = utcnow()
+        for job_id, priority in picked:
+            moved = _changed(
+                session,
+                update(TranscriptionJob)
+                .where(TranscriptionJob.id == job_id, TranscriptionJob.status == JobStatus.DEFERRED)
+                .values(status=JobStatus.PENDING, error=None, updated_at=now),
+            )
+            if moved:
+                released.append((job_id, priority))
+        session.commit()
+    return released
+
+
+def waiting_by_priority(
+    session: Session, restrict: Callable[[Select], Select] | None = None
+) -> dict[int, dict[str, int]]:
+    """Unfinished jobs (pending, deferred, queued, processing) per priority and status; ``restrict``
+    narrows the query (an API key's systems)."""
+    stmt = (
+        select(TranscriptionJob.priority, TranscriptionJob.status, func.count())
+        .where(TranscriptionJob.status.not_in(FINAL))
+        .group_by(TranscriptionJob.priority, TranscriptionJob.status)
+    )
+    rows = session.execute(restrict(stmt) if restrict else stmt).all()
+    out: dict[int, dict[str, int]] = {}
+    for priority, status, count in rows:
+        out.setdefault(priority, {})[status] = count
+    return dict(sorted(out.items()))

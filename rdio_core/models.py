@@ -39,6 +39,9 @@ class Base(DeclarativeBase):
 
 class JobStatus(enum.StrEnum):
     PENDING = "pending"  # created with the call, not yet handed to the broker
+    # Held back while the backlog is deep (transcription.defer_backlog_depth); the sweeper makes it
+    # pending again when the queue drains. Never claimed, never final.
+    DEFERRED = "deferred"
     QUEUED = "queued"  # published to the broker
     PROCESSING = "processing"  # claimed by a worker under a lease
     COMPLETED = "completed"

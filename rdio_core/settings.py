@@ -261,6 +261,9 @@ class TranscriptionOverride(_Strict):
     language: str | None = None
     initial_prompt: str | None = None
     replacements: list[Replacement] | None = None
+    # Job priority of this system's/talkgroup's calls, 1 (dispatch, served first) .. 5 (chatter);
+    # unset: transcription.default_priority.
+    priority: int | None = Field(default=None, ge=1, le=5)
 
 
 class TalkgroupTranscription(TranscriptionOverride):
@@ -281,6 +284,7 @@ class ResolvedTranscription:
     language: str | None
     initial_prompt: str | None
     replacements: tuple[tuple[str, str], ...]
+    priority: int = 3
 
 
 class TranscriptionSettings(_Strict):
@@ -310,6 +314,13 @@ class TranscriptionSettings(_Strict):
     default_priority: int = Field(default=3, ge=1, le=5)
     # Jobs queued by `rdio-api transcribe` / POST /api/transcription/backfill: served after live calls.
     backfill_priority: int = Field(default=5, ge=1, le=5)
+    # Deferral: while more than `defer_backlog_depth` jobs wait (pending + queued), a new call whose
+    # priority is `defer_priority` or less urgent gets a `deferred` job: not dropped, not sent to the
+    # broker; the sweeper releases deferred jobs (most urgent, then oldest first) as the backlog falls
+    # back under the depth. A CPU-only box (base: about 1 call/s on 2 cores) keeps up with dispatch
+    # while chatter waits. null: never defer.
+    defer_backlog_depth: int | None = Field(default=100, ge=1)
+    defer_priority: int = Field(default=5, ge=1, le=5)
     max_attempts: int = Field(default=3, ge=1)
     task_time_limit_seconds: int = Field(default=600, ge=10)
     # Recovery after a worker dies (rdio_core.workers): a running job's lease is renewed by the
@@ -368,6 +379,7 @@ class TranscriptionSettings(_Strict):
             language=pick("language", self.language),
             initial_prompt=pick("initial_prompt", self.initial_prompt),
             replacements=tuple((r.find, r.replace) for r in replacements),
+            priority=pick("priority", self.default_priority),
         )
 
 

@@ -10,6 +10,12 @@ fill, and runs them in one pass. Each caller gets its own result or its own exce
 - any other error re-runs the items one by one, so a bad item fails alone and never fails its
   batch-mates.
 
+Items carry their job's priority (1 most urgent .. 5). While less urgent work waits too, the most
+urgent items go at once and alone: a live dispatch call does not wait for a batch to fill nor ride
+in a full batch of backfill, whose pass takes as long as its size on a CPU (bench/throughput.py:
+encoder CPU time per window does not fall with the batch there), so it waits for at most the pass
+already running.
+
 The batcher knows nothing about Whisper: ``run_batch(key, payloads) -> results`` does the work.
 """
 
@@ -43,6 +49,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class _Item:
     key: Hashable
     payload: Any
+    priority: int = 3
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -79,8 +86,8 @@ class DynamicBatcher:
 
     # -- callers ---------------------------------------------------------------------------------
 
-    def submit(self, key: Hashable, payload: Any) -> concurrent.futures.Future:
-        item = _Item(key, payload)
+    def submit(self, key: Hashable, payload: Any, priority: int = 3) -> concurrent.futures.Future:
+        item = _Item(key, payload, priority)
         with self._cond:
             if self._closed:
                 raise RuntimeError("batcher is closed")
@@ -88,9 +95,9 @@ class DynamicBatcher:
             self._cond.notify()
         return item.future
 
-    def run(self, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
+    def run(self, key: Hashable, payloads: Sequence[Any], priority: int = 3) -> list[Any]:
         """Submit several items (one call's chunks) and wait for all; the first error is raised."""
-        futures = [self.submit(key, p) for p in payloads]
+        futures = [self.submit(key, p, priority) for p in payloads]
         return [f.result() for f in futures]
 
     def close(self) -> None:
@@ -101,18 +108,38 @@ class DynamicBatcher:
 
     # -- inference thread ---------------------------------------------------------------------------
 
+    def _urgent(self) -> tuple[Hashable, list[_Item]] | None:
+        """The most urgent waiting items of one key (oldest key first), if less urgent work waits
+        too; None when every waiting item has the same priority."""
+        priorities = {it.priority for items in self._waiting.values() for it in items}
+        if len(priorities) < 2:
+            return None
+        best = min(priorities)
+        for key, items in self._waiting.items():
+            urgent = [it for it in items if it.priority == best]
+            if urgent:
+                return key, urgent[: self.max_batch]
+        return None  # pragma: no cover - best came from some key's items
+
+    def _take(self, key: Hashable, batch: list[_Item]) -> list[_Item]:
+        """Remove ``batch`` from ``key``'s waiting items; the rest go to the back of the line."""
+        taken = {id(it) for it in batch}
+        rest = [it for it in self._waiting.pop(key) if id(it) not in taken]
+        if rest:
+            self._waiting[key] = rest  # goes to the back: other keys get a turn
+        return batch
+
     def _next_batch(self) -> list[_Item] | None:
         with self._cond:
             while True:
+                urgent = self._urgent() if self._waiting else None
+                if urgent is not None:
+                    return self._take(*urgent)
                 if self._waiting:
                     key, items = next(iter(self._waiting.items()))
                     age = time.monotonic() - items[0].enqueued
                     if len(items) >= self.max_batch or age >= self.max_wait or self._closed:
-                        batch, rest = items[: self.max_batch], items[self.max_batch :]
-                        del self._waiting[key]
-                        if rest:
-                            self._waiting[key] = rest  # goes to the back: other keys get a turn
-                        return batch
+                        return self._take(key, items[: self.max_batch])
                     self._cond.wait(self.max_wait - age)
                 elif self._closed:
                     return None

@@ -106,7 +106,8 @@ class Dispatcher:
                 log.exception("sweep failed")
 
     def sweep_once(self) -> dict[str, Any]:
-        """Republish pending jobs, jobs whose worker lease lapsed, and queued jobs the broker lost."""
+        """Republish pending jobs, jobs whose worker lease lapsed, and queued jobs the broker lost;
+        release deferred jobs while the backlog is under ``transcription.defer_backlog_depth``."""
         tx = self.settings.transcription
         now = utcnow()
         stale_before = now - timedelta(seconds=tx.stale_after_seconds)
@@ -130,6 +131,13 @@ class Dispatcher:
                     job.updated_at = now
             session.commit()
         published = 0
+        # Deferred jobs (chatter held back while the backlog was deep) as the queue drains.
+        released = jobs.release_deferred(self.factory, tx.defer_backlog_depth)
+        for job_id, priority in released:
+            if self.publish(job_id, priority):
+                published += 1
+        if released:
+            log.info("sweeper: released %d deferred jobs", len(released))
         for job_id, priority, status, attempts in picked:
             if status == JobStatus.PROCESSING and attempts >= tx.max_attempts:
                 jobs.claim(
@@ -143,6 +151,7 @@ class Dispatcher:
             "at": now.isoformat(),
             "broker": "ok",
             "published": published,
+            "released_deferred": len(released),
             "queue_depth": depth,
         }
         return self.last_sweep

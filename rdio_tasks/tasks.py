@@ -136,6 +136,7 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
             language=language,
             initial_prompt=resolved.initial_prompt,
             radio=call_radio_options(engine, resolved),
+            priority=job.priority,
         )
         result = heard.restore(result, seconds)
     except AudioTooLongError as exc:

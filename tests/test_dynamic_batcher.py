@@ -123,3 +123,33 @@ def test_oom_detection():
     assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(MemoryError())
     assert not is_out_of_memory(ValueError("bad input"))
+
+
+def test_urgent_items_go_first_and_alone_while_less_urgent_work_waits():
+    """A live call's window arriving behind backfill runs in the next pass, without the backfill."""
+    entered, gate = threading.Event(), threading.Event()
+    rec = Recorder()
+
+    def run_batch(key, payloads):
+        if payloads == ["first"]:
+            entered.set()
+            assert gate.wait(5)  # the inference thread is busy while the rest arrives
+        return rec(key, payloads)
+
+    b = DynamicBatcher(run_batch, max_batch=8, max_wait_ms=100)
+    try:
+        first = b.submit("en", "first", priority=5)
+        assert entered.wait(5)
+        backfill = [b.submit("en", f"b{i}", priority=5) for i in range(6)]
+        other = b.submit("es", "other", priority=5)
+        live = [b.submit("en", "live1", priority=1), b.submit("es", "live2", priority=1)]
+        gate.set()
+        assert [f.result(5) for f in live] == ["en:live1", "es:live2"]
+        assert first.result(5) == "en:first" and other.result(5) == "es:other"
+        assert [f.result(5) for f in backfill] == [f"en:b{i}" for i in range(6)]
+    finally:
+        b.close()
+    batches = [payloads for _, payloads in rec.batches]
+    assert batches[:3] == [["first"], ["live1"], ["live2"]], batches
+    # Then one priority everywhere: the usual rule (fill up to max_batch, or wait max_wait).
+    assert sorted(batches[3:]) == [["b0", "b1", "b2", "b3", "b4", "b5"], ["other"]], batches

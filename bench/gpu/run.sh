@@ -65,7 +65,7 @@ PY
 throughput() {  # $1 = call seconds, rest = extra args
     local secs=$1; shift
     $PY bench/throughput.py --model "$MODEL" --device cuda --compute-type float16 --language en \
-        --no-align --max-new-tokens 24 --call-seconds "$secs" --matrix-tflops measure --stages --json "$@" \
+        --no-align --max-new-tokens 24 --call-seconds "$secs" --matrix-tflops measure --json "$@" \
         | tee -a "$OUTDIR/throughput.txt"
 }
 

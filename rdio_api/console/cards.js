@@ -10,6 +10,7 @@ import { h, seconds, snippetNode, systemName, talkgroupName, unitName, when } fr
 
 const STATUS_TEXT = {
   pending: "waiting for a worker",
+  deferred: "transcription deferred (backlog): runs when the queue drains",
   queued: "transcription queued",
   running: "transcribing…",
   completed: "transcribed",

@@ -170,6 +170,8 @@ def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueSta
     return QueueStatus(
         enabled=state.settings.transcription.enabled,
         **{status.value: counts.get(status.value, 0) for status in JobStatus},
+        by_priority=jobs.waiting_by_priority(session, lambda stmt: _visible_jobs(stmt, key)),
+        defer_backlog_depth=state.settings.transcription.defer_backlog_depth,
         completed_today=completed_today,
         completed_last_hour=done_hour,
         broker_queue_depth=broker.waiting if broker else None,

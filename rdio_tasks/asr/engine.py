@@ -170,6 +170,7 @@ class WhisperXEngine:
         language: str | None = None,
         initial_prompt: str | None = None,
         radio: RadioOptions | bool | object | None = _CONFIG,
+        priority: int = 3,
     ) -> TranscriptionResult:
         """Transcribe one call: decode (if a path), VAD, Whisper, filters, optional alignment.
 
@@ -177,7 +178,8 @@ class WhisperXEngine:
         models ``None`` means detect. ``initial_prompt`` biases decoding (talkgroup
         names, unit IDs). ``radio`` overrides ``config.radio`` for this call:
         :class:`RadioOptions` (or True) for the radio pipeline, None/False for plain
-        WhisperX. ``processing_ms`` covers everything here, decode included.
+        WhisperX. ``processing_ms`` covers everything here, decode included. ``priority`` (the
+        job's, 1 most urgent .. 5) orders this call's windows in the cross-call batcher.
 
         Raises:
             AudioDecodeError: unreadable or empty audio.
@@ -193,7 +195,9 @@ class WhisperXEngine:
             with self._lock:
                 out = self._run_plain(samples, language, initial_prompt)
         else:
-            out = self._run_radio(samples, language, initial_prompt or options.initial_prompt, options)
+            out = self._run_radio(
+                samples, language, initial_prompt or options.initial_prompt, options, priority
+            )
         score = confidence(out.segments)
         segments, aligned, note = self._aligner.align(
             out.segments, samples, out.language, enabled=self.config.align, models_dir=self.config.models_dir
@@ -265,7 +269,12 @@ class WhisperXEngine:
     # -- radio pipeline ----------------------------------------------------------------
 
     def _run_radio(
-        self, samples: np.ndarray, language: str | None, prompt: str | None, options: RadioOptions
+        self,
+        samples: np.ndarray,
+        language: str | None,
+        prompt: str | None,
+        options: RadioOptions,
+        priority: int = 3,
     ) -> Decoded:
         """Condition the audio, find speech, decode with no-speech scores, then filter."""
         audio, info = radio.prepare_audio(samples, options)
@@ -279,7 +288,7 @@ class WhisperXEngine:
         )
         info["speech_seconds"] = round(speech_seconds, 3)
         lang, lang_prob, lang_note = self._radio_language(audio, chunks, language, speech_seconds, options)
-        raw_segments = self._decode_chunks(audio, chunks, lang, prompt, options) if chunks else []
+        raw_segments = self._decode_chunks(audio, chunks, lang, prompt, options, priority) if chunks else []
         cleaned = radio.clean(raw_segments, options, prompt=prompt)
         return Decoded(
             segments=cleaned.segments,
@@ -330,6 +339,7 @@ class WhisperXEngine:
         language: str,
         prompt: str | None,
         options: RadioOptions,
+        priority: int = 3,
     ) -> list[dict[str, Any]]:
         """Decode each window with ctranslate2 directly, keeping ``no_speech_prob`` (see ``decode``).
 
@@ -349,7 +359,7 @@ class WhisperXEngine:
                 options.suppress_blank,
                 options.max_new_tokens,
             )
-            decoded = batcher.run(key, features)
+            decoded = batcher.run(key, features, priority)
         else:
             batch = max(1, self.config.batch_size)
             decoded = []
