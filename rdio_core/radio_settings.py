@@ -55,6 +55,13 @@ class RadioSettings(BaseModel):
     """Gain cap, so that hiss-only calls are not lifted to speech level."""
 
     # --- VAD and decoding
+    vad_cut: bool = True
+    """Decode only the VAD's speech regions. False decodes the whole call (in 30 s windows): for the
+    ablation in ``bench/quality.py``, and for calls whose every second is wanted."""
+    vad_onset: float | None = Field(default=None, gt=0, lt=1)
+    """Speech-start threshold of the VAD in the radio pipeline (None: ``transcription.vad_onset``)."""
+    vad_offset: float | None = Field(default=None, gt=0, lt=1)
+    """Speech-end threshold of the VAD in the radio pipeline (None: ``transcription.vad_offset``)."""
     vad_pad_seconds: float = Field(default=0.4, ge=0, le=5)
     """Padding added around VAD regions before decoding (faster-whisper's
     ``speech_pad_ms`` default is 400 ms): the VAD cuts weak onsets such as "the".
@@ -125,7 +132,20 @@ class RadioSettings(BaseModel):
     """An echo must repeat at least this many prompt words (or the whole prompt, if
     shorter), so that speech naming one unit from the prompt is kept."""
     replacements: tuple[tuple[str, str], ...] = ()
-    """Case-insensitive whole-word replacements applied last, e.g. ("ten four", "10-4")."""
+    """Case-insensitive whole-word replacements, e.g. ("ten four", "10-4"), applied first of the
+    rewrites below."""
+    digits: bool = True
+    """Write spelled radio numbers as digits ("ten four" -> 10-4, "one zero four three" -> 1043,
+    "Engine five" -> Engine 5), so search and alerts find them (rdio_tasks/radio/numbers.py)."""
+
+    # --- glossary (transcription.glossary, per system/talkgroup; rdio_tasks/radio/glossary.py)
+    glossary_prompt: bool = True
+    """Decode again with the glossary as the prompt, only the windows the unprompted decode kept as
+    speech: the prompt fixes spellings but cannot put words into a silent call."""
+    glossary_correct: bool = True
+    """Rewrite word runs spelled almost like a glossary term to the term (numbers must match)."""
+    glossary_min_similarity: UnitInterval = 0.8
+    """difflib similarity of the letters at or above which a word run becomes a glossary term."""
 
     @field_validator("phrase_files", mode="before")
     @classmethod
