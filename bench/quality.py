@@ -329,6 +329,8 @@ STAGES: dict[str, dict[str, Any]] = {
 }
 """Each radio stage and the options that switch it off (from the pipeline under test)."""
 
+GLOSSARY_GATED = "glossary (gated prompt + correction)"
+GLOSSARY_UNGATED = "glossary as an ungated initial_prompt"
 TEXT_ONLY = {"drop_no_speech", "drop_low_logprob", "filter_phrases", "collapse_repetitions", "replacements"}
 """Options read only by the text filters: their ablation re-filters the raw segments, no decode."""
 
@@ -369,8 +371,21 @@ class Score:
         return self.digit_errors / self.ref_digits if self.ref_digits else None
 
 
-def run_ablation(clips: list[Clip], overrides: dict[str, Any], model: str) -> dict[str, Score]:
-    """Plain, the full radio pipeline, and the pipeline with each stage off: one Score each."""
+def load_glossary(path: Path) -> tuple[str, ...]:
+    """One term a line; ``#`` starts a comment."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return tuple(line for line in lines if line)
+
+
+def run_ablation(
+    clips: list[Clip], overrides: dict[str, Any], model: str, glossary: tuple[str, ...] = ()
+) -> dict[str, Score]:
+    """Plain, the full radio pipeline, and the pipeline with each stage off: one Score each.
+
+    With a ``glossary``, two more: the pipeline with the glossary (gated prompt and near-miss
+    correction, as a talkgroup's ``transcription.glossary``), and the same terms as an ungated
+    ``initial_prompt`` (what a user could do before), whose words on no-speech calls the gate is for.
+    """
     from rdio_tasks import radio as radio_filters
     from rdio_tasks.asr import EngineConfig, RadioOptions, WhisperXEngine
     from rdio_tasks.audio_decode import decode_audio
@@ -380,8 +395,18 @@ def run_ablation(clips: list[Clip], overrides: dict[str, Any], model: str) -> di
     variants = {name: full.model_copy(update=change) for name, change in STAGES.items()}
     scores: dict[str, Score] = {"plain": Score(), "radio": Score()}
     scores.update({name: Score() for name, v in variants.items() if v != full})
-    for clip in clips:
+    ungated = full.model_copy(update={"glossary_prompt": False})
+    if glossary:
+        scores.update({GLOSSARY_GATED: Score(), GLOSSARY_UNGATED: Score()})
+    for n, clip in enumerate(clips, start=1):
+        print(f"[{n}/{len(clips)}] {clip.path.name}", file=sys.stderr, flush=True)
         samples = decode_audio(clip.path)
+        if glossary:
+            gated = engine.transcribe(samples, radio=full, glossary=glossary)
+            scores[GLOSSARY_GATED].add(clip, gated.text)
+            prompt = radio_filters.glossary_prompt(glossary)
+            ungated_text = engine.transcribe(samples, radio=ungated, initial_prompt=prompt).text
+            scores[GLOSSARY_UNGATED].add(clip, ungated_text)
         scores["plain"].add(clip, engine.transcribe(samples, radio=None).text)
         result = engine.transcribe(samples, radio=full)
         scores["radio"].add(clip, result.text)
@@ -404,13 +429,15 @@ def ablation_table(scores: dict[str, Score]) -> str:
     lines = [header, "|---|---|---|---|---|---|"]
     for name, score in scores.items():
         saves = costs = "-"
-        if name not in ("plain", "radio"):
+        if name not in ("plain", "radio", GLOSSARY_GATED, GLOSSARY_UNGATED):
             saved = sum(len(full.hits[k] - score.hits[k]) for k in full.hits)
             cost = sum(len(score.hits[k] - full.hits[k]) for k in full.hits)
             saves, costs = str(saved), str(cost)
         label = {"plain": "plain WhisperX", "radio": "radio pipeline (all stages)"}.get(
             name, f"radio without {name}"
         )
+        if name in (GLOSSARY_GATED, GLOSSARY_UNGATED):
+            label = f"radio + {name}"
         lines.append(
             f"| {label} | {_fmt(score.wer)} ({score.errors}/{score.ref_words}) | {_fmt(score.digit_wer)} "
             f"| {score.junk_words} on {score.junk_clips} | {saves} | {costs} |"
@@ -440,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ablation", action="store_true", help="each radio stage off in turn, on the vocoded corpus"
     )
+    parser.add_argument(
+        "--glossary",
+        default=str(VOCODED_MANIFEST.parent / "glossary.txt"),
+        help="with --ablation: glossary file (one term a line) for the glossary rows; '' for none",
+    )
     args = parser.parse_args(argv)
 
     if args.ablation:
@@ -449,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             clips = [c for c in clips if c.subset in args.subsets]
         started = time.perf_counter()
         for model in args.models:
-            scores = run_ablation(clips, parse_overrides(args.set), model)
+            glossary = load_glossary(Path(args.glossary)) if args.glossary else ()
+            scores = run_ablation(clips, parse_overrides(args.set), model, glossary)
             print(f"model {model}, {manifest.relative_to(REPO)}: {len(clips)} clips\n")
             print(ablation_table(scores))
             if args.per_clip:

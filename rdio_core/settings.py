@@ -225,6 +225,7 @@ class TranscriptionOverride(_Strict):
     language: str | None = None
     initial_prompt: str | None = None
     replacements: list[Replacement] | None = None
+    glossary: list[str] | None = None
 
 
 class TalkgroupTranscription(TranscriptionOverride):
@@ -245,6 +246,7 @@ class ResolvedTranscription:
     language: str | None
     initial_prompt: str | None
     replacements: tuple[tuple[str, str], ...]
+    glossary: tuple[str, ...] = ()
 
 
 class TranscriptionSettings(_Strict):
@@ -287,6 +289,9 @@ class TranscriptionSettings(_Strict):
     stale_after_seconds: float = Field(default=60.0, gt=0)
     initial_prompt: str | None = None
     replacements: list[Replacement] = Field(default_factory=list)
+    # Unit names, streets, 10-codes: the radio pipeline's gated decoder prompt and near-miss
+    # correction (rdio_tasks/radio/glossary.py). Per system/talkgroup like initial_prompt.
+    glossary: list[str] = Field(default_factory=list)
     systems: list[SystemTranscription] = Field(default_factory=list)
     # The radio pipeline, validated at load (rdio_core.radio_settings): {enabled: false} gives plain
     # WhisperX; other keys set its thresholds and steps, e.g. {min_avg_logprob: -1.2}.
@@ -332,6 +337,7 @@ class TranscriptionSettings(_Strict):
             language=pick("language", self.language),
             initial_prompt=pick("initial_prompt", self.initial_prompt),
             replacements=tuple((r.find, r.replace) for r in replacements),
+            glossary=tuple(t.strip() for t in pick("glossary", self.glossary) if t.strip()),
         )
 
 

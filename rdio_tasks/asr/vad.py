@@ -54,16 +54,19 @@ def speech_chunks(
         lo = max(0.0, item["start"] - pad, chunks[-1]["to"] if chunks else 0.0)
         hi = min(duration, item["end"] + pad)
         chunk = {"start": item["start"], "end": item["end"], "from": lo, "to": hi}
-        chunk["vad_score"] = mean_score(scores, item["segments"])
+        chunk["vad_score"] = peak_score(scores, item["segments"])
         chunks.append(chunk)
     return chunks, speech
 
 
-def mean_score(scores: Any, regions: list[tuple[float, float]]) -> float:
-    """Mean speech probability of the VAD frames inside ``regions`` (0 when none falls inside).
+def peak_score(scores: Any, regions: list[tuple[float, float]]) -> float:
+    """90th percentile of the VAD's speech probability over the frames inside ``regions`` (0 if none).
 
-    The radio pipeline's speech decision weighs it with the decoder's scores: a region that only
-    crossed a low onset threshold (noise, a vocoder warble) scores 0.3-0.5, speech 0.8-0.95.
+    The radio pipeline's speech decision weighs it with the decoder's scores. A percentile near the
+    top, not the mean: with a low offset threshold one region can span a strong phrase, a pause and
+    a weak ending, and its mean falls to ~0.55 although a second of it scored 0.9. On the vocoded
+    corpus, windows of speech score 0.79-0.96 and windows that only crossed the 0.3 onset (tones,
+    data bursts, corrupt voice frames, key-ups) 0.31-0.53 by their mean.
     """
     import numpy as np
 
@@ -75,7 +78,7 @@ def mean_score(scores: Any, regions: list[tuple[float, float]]) -> float:
     inside = np.zeros(data.shape[0], dtype=bool)
     for start, end in regions:
         inside |= (middles >= start) & (middles <= end)
-    return round(float(data[inside, 0].mean()), 4) if inside.any() else 0.0
+    return round(float(np.percentile(data[inside, 0], 90)), 4) if inside.any() else 0.0
 
 
 def whole_call_chunks(audio: np.ndarray) -> tuple[list[dict[str, float]], float]:

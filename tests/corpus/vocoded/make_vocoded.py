@@ -273,7 +273,9 @@ def build(speech_dir: Path) -> list[Entry]:
         pcm = to_int16(make())
         name = f"nospeech_{key}.wav"
         write_wav(pcm, AUDIO_DIR / name)
-        entries.append(Entry(f"audio/{name}", "no_speech", "", round(len(pcm) / RADIO_RATE, 3), *GENERATED, desc))
+        entries.append(
+            Entry(f"audio/{name}", "no_speech", "", round(len(pcm) / RADIO_RATE, 3), *GENERATED, desc)
+        )
     return entries
 
 
