@@ -12,6 +12,16 @@ words produced on clips that hold no speech, and the real-time factor of each.
     .venv/bin/python bench/quality.py --shifts 4       # mean over 4 sub-frame offsets
     .venv/bin/python bench/quality.py --json --per-clip
     .venv/bin/python bench/quality.py --set beam_size=8 --set vad_pad_seconds=0
+    .venv/bin/python bench/quality.py --ablation --models base   # vocoded corpus, each stage off
+
+``--ablation`` runs the vocoded corpus (``tests/corpus/vocoded``, human speech through Codec2 as
+SDRTrunk MP3 and trunk-recorder WAV, plus no-speech calls) through plain WhisperX, the whole radio
+pipeline, and the pipeline with each stage switched off in turn, and prints per configuration the
+WER, the digit-level WER (``rdio_core.text_normalize.digit_errors``), the words written on the
+no-speech calls, and per stage the reference words it saves (right with it, wrong without) and
+costs (right without it, wrong with it). Stages that only filter text re-run
+:func:`rdio_tasks.radio.clean` on the full pipeline's raw segments (what the engine does), so
+only the audio and VAD stages cost another decode.
 
 Each model gets its own table, then one summary line per model (radio pipeline: WER on the radio
 and clean subsets, words on the no-speech clips, RTF). The ``lang_*`` subsets (Spanish and Italian,
@@ -46,9 +56,15 @@ os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rdio_core.text_normalize import normalize_words, word_errors  # noqa: E402
+from rdio_core.text_normalize import (  # noqa: E402
+    digit_errors,
+    matched_reference,
+    normalize_words,
+    word_errors,
+)
 
 MANIFEST = REPO / "tests" / "corpus" / "manifest.tsv"
+VOCODED_MANIFEST = REPO / "tests" / "corpus" / "vocoded" / "manifest.tsv"
 SPEECH_DIRS = (REPO.parent / "shared" / "speech", Path("/work/shared/speech"))
 SHIFT_SECONDS = 0.0025
 MODES = ("plain", "radio")
@@ -297,6 +313,141 @@ def as_json(report: Report) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- ablation
+
+STAGES: dict[str, dict[str, Any]] = {
+    "high-pass": {"highpass_hz": None},
+    "tone notching": {"suppress_tones": False},
+    "loudness": {"normalize_loudness": False},
+    "VAD cut": {"vad_cut": False},
+    "VAD padding": {"vad_pad_seconds": 0.0},
+    "no-speech drop": {"drop_no_speech": False},
+    "low-logprob drop": {"drop_low_logprob": False},
+    "phrase filter": {"filter_phrases": False},
+    "repetition collapse": {"collapse_repetitions": False},
+    "replacements": {"replacements": ()},
+}
+"""Each radio stage and the options that switch it off (from the pipeline under test)."""
+
+GLOSSARY_GATED = "glossary (gated prompt + correction)"
+GLOSSARY_UNGATED = "glossary as an ungated initial_prompt"
+TEXT_ONLY = {"drop_no_speech", "drop_low_logprob", "filter_phrases", "collapse_repetitions", "replacements"}
+"""Options read only by the text filters: their ablation re-filters the raw segments, no decode."""
+
+
+@dataclass
+class Score:
+    """One configuration over the corpus: speech errors, digit errors, junk, and the words it got."""
+
+    errors: int = 0
+    ref_words: int = 0
+    digit_errors: int = 0
+    ref_digits: int = 0
+    junk_words: int = 0
+    junk_clips: int = 0
+    hits: dict[str, set[int]] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def add(self, clip: Clip, text: str) -> None:
+        key = str(clip.path)
+        self.texts[key] = text
+        if clip.reference.strip():
+            e, n = word_errors(clip.reference, text)
+            d, m = digit_errors(clip.reference, text)
+            self.errors, self.ref_words = self.errors + e, self.ref_words + n
+            self.digit_errors, self.ref_digits = self.digit_errors + d, self.ref_digits + m
+            self.hits[key] = matched_reference(clip.reference, text)
+        else:
+            words = len(normalize_words(text))
+            self.junk_words += words
+            self.junk_clips += words > 0
+
+    @property
+    def wer(self) -> float | None:
+        return self.errors / self.ref_words if self.ref_words else None
+
+    @property
+    def digit_wer(self) -> float | None:
+        return self.digit_errors / self.ref_digits if self.ref_digits else None
+
+
+def load_glossary(path: Path) -> tuple[str, ...]:
+    """One term a line; ``#`` starts a comment."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return tuple(line for line in lines if line)
+
+
+def run_ablation(
+    clips: list[Clip], overrides: dict[str, Any], model: str, glossary: tuple[str, ...] = ()
+) -> dict[str, Score]:
+    """Plain, the full radio pipeline, and the pipeline with each stage off: one Score each.
+
+    With a ``glossary``, two more: the pipeline with the glossary (gated prompt and near-miss
+    correction, as a talkgroup's ``transcription.glossary``), and the same terms as an ungated
+    ``initial_prompt`` (what a user could do before), whose words on no-speech calls the gate is for.
+    """
+    from rdio_tasks import radio as radio_filters
+    from rdio_tasks.asr import EngineConfig, RadioOptions, WhisperXEngine
+    from rdio_tasks.audio_decode import decode_audio
+
+    full = RadioOptions(**overrides)
+    engine = WhisperXEngine(EngineConfig(model=model, align=False, radio=full))
+    variants = {name: full.model_copy(update=change) for name, change in STAGES.items()}
+    scores: dict[str, Score] = {"plain": Score(), "radio": Score()}
+    scores.update({name: Score() for name, v in variants.items() if v != full})
+    ungated = full.model_copy(update={"glossary_prompt": False})
+    if glossary:
+        scores.update({GLOSSARY_GATED: Score(), GLOSSARY_UNGATED: Score()})
+    for n, clip in enumerate(clips, start=1):
+        print(f"[{n}/{len(clips)}] {clip.path.name}", file=sys.stderr, flush=True)
+        samples = decode_audio(clip.path)
+        if glossary:
+            gated = engine.transcribe(samples, radio=full, glossary=glossary)
+            scores[GLOSSARY_GATED].add(clip, gated.text)
+            prompt = radio_filters.glossary_prompt(glossary)
+            ungated_text = engine.transcribe(samples, radio=ungated, initial_prompt=prompt).text
+            scores[GLOSSARY_UNGATED].add(clip, ungated_text)
+        scores["plain"].add(clip, engine.transcribe(samples, radio=None).text)
+        result = engine.transcribe(samples, radio=full)
+        scores["radio"].add(clip, result.text)
+        for name, variant in variants.items():
+            if name not in scores:
+                continue
+            if set(STAGES[name]) <= TEXT_ONLY:
+                text = radio_filters.clean(result.raw_segments, variant, prompt=variant.initial_prompt).text
+            else:
+                text = engine.transcribe(samples, radio=variant).text
+            scores[name].add(clip, text)
+    engine.close()
+    return scores
+
+
+def ablation_table(scores: dict[str, Score]) -> str:
+    """Markdown: one row per configuration; per stage the words it saves and costs."""
+    full = scores["radio"]
+    header = "| configuration | WER | digit WER | words on no-speech calls | words the stage saves | words it costs |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for name, score in scores.items():
+        saves = costs = "-"
+        if name not in ("plain", "radio", GLOSSARY_GATED, GLOSSARY_UNGATED):
+            saved = sum(len(full.hits[k] - score.hits[k]) for k in full.hits)
+            cost = sum(len(score.hits[k] - full.hits[k]) for k in full.hits)
+            saves, costs = str(saved), str(cost)
+        label = {"plain": "plain WhisperX", "radio": "radio pipeline (all stages)"}.get(
+            name, f"radio without {name}"
+        )
+        if name in (GLOSSARY_GATED, GLOSSARY_UNGATED):
+            label = f"radio + {name}"
+        lines.append(
+            f"| {label} | {_fmt(score.wer)} ({score.errors}/{score.ref_words}) | {_fmt(score.digit_wer)} "
+            f"| {score.junk_words} on {score.junk_clips} | {saves} | {costs} |"
+        )
+    skipped = [name for name in STAGES if name not in scores]
+    if skipped:
+        lines.append(f"\nOff by default (nothing to ablate): {', '.join(skipped)}.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", type=Path, default=MANIFEST)
@@ -313,7 +464,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="RadioOptions field")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--per-clip", action="store_true", help="include every transcript (JSON)")
+    parser.add_argument(
+        "--ablation", action="store_true", help="each radio stage off in turn, on the vocoded corpus"
+    )
+    parser.add_argument(
+        "--glossary",
+        default=str(VOCODED_MANIFEST.parent / "glossary.txt"),
+        help="with --ablation: glossary file (one term a line) for the glossary rows; '' for none",
+    )
     args = parser.parse_args(argv)
+
+    if args.ablation:
+        manifest = VOCODED_MANIFEST if args.manifest == MANIFEST else args.manifest
+        clips = load_clips(manifest, None)
+        if args.subsets:
+            clips = [c for c in clips if c.subset in args.subsets]
+        started = time.perf_counter()
+        for model in args.models:
+            glossary = load_glossary(Path(args.glossary)) if args.glossary else ()
+            scores = run_ablation(clips, parse_overrides(args.set), model, glossary)
+            print(f"model {model}, {manifest.relative_to(REPO)}: {len(clips)} clips\n")
+            print(ablation_table(scores))
+            if args.per_clip:
+                for name, score in scores.items():
+                    for key, text in score.texts.items():
+                        print(f"{name}\t{Path(key).name}\t{text}")
+        print(f"\n{time.perf_counter() - started:.0f}s, CPU threads {os.cpu_count()}")
+        return 0
 
     clips = load_clips(args.manifest, None if args.no_sanity else args.speech_dir)
     if args.subsets:

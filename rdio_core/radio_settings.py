@@ -11,7 +11,7 @@ from the worker; it pulls in neither numpy nor any model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -55,6 +55,16 @@ class RadioSettings(BaseModel):
     """Gain cap, so that hiss-only calls are not lifted to speech level."""
 
     # --- VAD and decoding
+    vad_cut: bool = True
+    """Decode only the VAD's speech regions. False decodes the whole call (in 30 s windows): for the
+    ablation in ``bench/quality.py``, and for calls whose every second is wanted."""
+    vad_onset: float | None = Field(default=0.3, gt=0, lt=1)
+    """Speech-start threshold of the VAD in the radio pipeline (None: ``transcription.vad_onset``,
+    0.5, whisperx's default). On held-out real P25 calls (base) onset/offset 0.3/0.2 cut WER from
+    0.498 to 0.454 with no junk words: the default drops weak call endings. What the lower
+    thresholds let through that is not speech, the speech decision (``speech_decision``) drops."""
+    vad_offset: float | None = Field(default=0.2, gt=0, lt=1)
+    """Speech-end threshold of the VAD in the radio pipeline (None: ``transcription.vad_offset``, 0.363)."""
     vad_pad_seconds: float = Field(default=0.4, ge=0, le=5)
     """Padding added around VAD regions before decoding (faster-whisper's
     ``speech_pad_ms`` default is 400 ms): the VAD cuts weak onsets such as "the".
@@ -96,6 +106,19 @@ class RadioSettings(BaseModel):
     no_speech_logprob_threshold: float | None = -1.0
     """Whisper's rule: a segment is silence when no_speech_prob >= no_speech_threshold
     and avg_logprob < this. None drops on no_speech_prob alone."""
+    speech_decision: Literal["evidence", "threshold"] = "evidence"
+    """How a decoded segment is judged silence. ``threshold``: Whisper's rule (no_speech_prob and
+    log-prob both past their thresholds) or the log-prob floor alone. ``evidence``: three votes,
+    no_speech_prob >= no_speech_threshold, avg_logprob < no_speech_logprob_threshold, and the VAD's
+    speech probability over the window < vad_speech_score; two votes drop the segment, so a low
+    log-prob alone (vocoded speech the decoder is unsure of) no longer drops words that the VAD and
+    the no-speech head both call speech, and a fluent hallucination (a prompt's words, a "Thank you"
+    over a squelch tail) goes when the VAD and the no-speech head both call it silence. Segments
+    without a VAD score (``vad_cut: false``) use ``threshold``."""
+    vad_speech_score: UnitInterval = 0.6
+    """The VAD vote: a window whose 90th-percentile VAD speech probability is below this. On the
+    vocoded corpus speech windows score 0.79-0.96, windows of tones, data bursts, corrupt voice
+    frames and key-ups at most 0.74 (means)."""
     drop_low_logprob: bool = True
     """Drop segments whose mean token log-probability is under ``min_avg_logprob``."""
     min_avg_logprob: float = -1.5
@@ -125,7 +148,20 @@ class RadioSettings(BaseModel):
     """An echo must repeat at least this many prompt words (or the whole prompt, if
     shorter), so that speech naming one unit from the prompt is kept."""
     replacements: tuple[tuple[str, str], ...] = ()
-    """Case-insensitive whole-word replacements applied last, e.g. ("ten four", "10-4")."""
+    """Case-insensitive whole-word replacements, e.g. ("ten four", "10-4"), applied first of the
+    rewrites below."""
+    digits: bool = True
+    """Write spelled radio numbers as digits ("ten four" -> 10-4, "one zero four three" -> 1043,
+    "Engine five" -> Engine 5), so search and alerts find them (rdio_tasks/radio/numbers.py)."""
+
+    # --- glossary (transcription.glossary, per system/talkgroup; rdio_tasks/radio/glossary.py)
+    glossary_prompt: bool = True
+    """Decode again with the glossary as the prompt, only the windows the unprompted decode kept as
+    speech: the prompt fixes spellings but cannot put words into a silent call."""
+    glossary_correct: bool = True
+    """Rewrite word runs spelled almost like a glossary term to the term (numbers must match)."""
+    glossary_min_similarity: UnitInterval = 0.8
+    """difflib similarity of the letters at or above which a word run becomes a glossary term."""
 
     @field_validator("phrase_files", mode="before")
     @classmethod

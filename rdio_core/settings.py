@@ -264,6 +264,7 @@ class TranscriptionOverride(_Strict):
     # Job priority of this system's/talkgroup's calls, 1 (dispatch, served first) .. 5 (chatter);
     # unset: transcription.default_priority.
     priority: int | None = Field(default=None, ge=1, le=5)
+    glossary: list[str] | None = None
 
 
 class TalkgroupTranscription(TranscriptionOverride):
@@ -285,6 +286,7 @@ class ResolvedTranscription:
     initial_prompt: str | None
     replacements: tuple[tuple[str, str], ...]
     priority: int = 3
+    glossary: tuple[str, ...] = ()
 
 
 class TranscriptionSettings(_Strict):
@@ -334,6 +336,9 @@ class TranscriptionSettings(_Strict):
     stale_after_seconds: float = Field(default=60.0, gt=0)
     initial_prompt: str | None = None
     replacements: list[Replacement] = Field(default_factory=list)
+    # Unit names, streets, 10-codes: the radio pipeline's gated decoder prompt and near-miss
+    # correction (rdio_tasks/radio/glossary.py). Per system/talkgroup like initial_prompt.
+    glossary: list[str] = Field(default_factory=list)
     systems: list[SystemTranscription] = Field(default_factory=list)
     # The radio pipeline, validated at load (rdio_core.radio_settings): {enabled: false} gives plain
     # WhisperX; other keys set its thresholds and steps, e.g. {min_avg_logprob: -1.2}.
@@ -380,6 +385,7 @@ class TranscriptionSettings(_Strict):
             initial_prompt=pick("initial_prompt", self.initial_prompt),
             replacements=tuple((r.find, r.replace) for r in replacements),
             priority=pick("priority", self.default_priority),
+            glossary=tuple(t.strip() for t in pick("glossary", self.glossary) if t.strip()),
         )
 
 

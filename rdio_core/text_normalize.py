@@ -27,7 +27,16 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-__all__ = ["normalize", "normalize_words", "wer", "word_errors"]
+__all__ = [
+    "digit_errors",
+    "is_number_word",
+    "matched_reference",
+    "normalize",
+    "normalize_words",
+    "parse_number_words",
+    "wer",
+    "word_errors",
+]
 
 _UNITS = {
     "zero": 0,
@@ -89,6 +98,16 @@ def normalize_words(text: str) -> list[str]:
 def normalize(text: str) -> str:
     """``normalize_words`` joined by single spaces (handy for equality checks)."""
     return " ".join(normalize_words(text))
+
+
+def is_number_word(tokens: Sequence[str], i: int) -> bool:
+    """Whether lower-case ``tokens[i]`` is part of a number (digits, number words; "oh" only next to one)."""
+    return _is_number_token(tokens, i)
+
+
+def parse_number_words(run: list[str]) -> list[str]:
+    """The numbers a run of lower-case number words spells, as digit strings ("twenty one" -> "21")."""
+    return _parse_number_run(run)
 
 
 def _is_number_token(tokens: Sequence[str], i: int) -> bool:
@@ -204,6 +223,45 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     ref = normalize_words(reference)
     hyp = normalize_words(hypothesis)
     return _levenshtein(ref, hyp), len(ref)
+
+
+def digit_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edit distance between the digit tokens only, number of reference digits).
+
+    The digit-level score for search and alerts: a unit number, address or 10-code is found only
+    when its digits come out right, whatever the words around them do. Both sides are normalised
+    first, so "ten four" and "10-4" are the same two digits.
+    """
+    ref = [t for t in normalize_words(reference) if t.isdigit()]
+    hyp = [t for t in normalize_words(hypothesis) if t.isdigit()]
+    return _levenshtein(ref, hyp), len(ref)
+
+
+def matched_reference(reference: str, hypothesis: str) -> set[int]:
+    """Indexes of the normalised reference words that a minimum-edit alignment finds correct.
+
+    For an ablation that asks which words a pipeline stage costs or saves, not just how many.
+    """
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    rows = [list(range(len(hyp) + 1))]
+    for i, r in enumerate(ref, start=1):
+        row = [i]
+        for j, h in enumerate(hyp, start=1):
+            row.append(min(rows[i - 1][j] + 1, row[j - 1] + 1, rows[i - 1][j - 1] + (r != h)))
+        rows.append(row)
+    hits: set[int] = set()
+    i, j = len(ref), len(hyp)
+    while i and j:
+        if ref[i - 1] == hyp[j - 1] and rows[i][j] == rows[i - 1][j - 1]:
+            hits.add(i - 1)
+            i, j = i - 1, j - 1
+        elif rows[i][j] == rows[i - 1][j - 1] + 1:
+            i, j = i - 1, j - 1
+        elif rows[i][j] == rows[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return hits
 
 
 def wer(reference: str, hypothesis: str) -> float:

@@ -135,6 +135,7 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
             heard.audio,  # tones cut out; times mapped back below
             language=language,
             initial_prompt=resolved.initial_prompt,
+            glossary=resolved.glossary,
             radio=call_radio_options(engine, resolved),
             priority=job.priority,
         )

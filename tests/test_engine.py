@@ -326,7 +326,14 @@ def test_radio_is_the_default_and_plain_stays_available(engine: WhisperXEngine) 
 
 def test_radio_decode_matches_whisperx_when_conditioning_is_off(engine: WhisperXEngine) -> None:
     """The direct ctranslate2 decode reproduces whisperx's text and log-prob on the same audio."""
-    bare = RadioOptions(highpass_hz=None, suppress_tones=False, normalize_loudness=False, vad_pad_seconds=0)
+    bare = RadioOptions(  # and the VAD thresholds plain mode uses (transcription.vad_onset/offset)
+        highpass_hz=None,
+        suppress_tones=False,
+        normalize_loudness=False,
+        vad_pad_seconds=0,
+        vad_onset=None,
+        vad_offset=None,
+    )
     for name in ("jfk.flac", "ldc93s1_8k.wav"):
         plain = engine.transcribe(SPEECH / name, radio=None)
         radio = engine.transcribe(SPEECH / name, radio=bare)

@@ -197,4 +197,6 @@ def to_segments(
                 "temperature": temperature,
             }
         )
+        if "vad_score" in chunk:
+            segments[-1]["vad_score"] = chunk["vad_score"]
     return segments

@@ -40,7 +40,7 @@ from rdio_tasks.asr.language import detect_language, fixed_language
 from rdio_tasks.asr.loader import import_whisperx_asr, load_pipeline
 from rdio_tasks.asr.result import Decoded, TranscriptionResult, confidence, json_safe
 from rdio_tasks.asr.runtime import Runtime, resolve_runtime
-from rdio_tasks.asr.vad import speech_chunks
+from rdio_tasks.asr.vad import speech_chunks, whole_call_chunks
 from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.batcher import is_out_of_memory
 from rdio_tasks.errors import AudioDecodeError
@@ -169,6 +169,7 @@ class WhisperXEngine:
         *,
         language: str | None = None,
         initial_prompt: str | None = None,
+        glossary: Sequence[str] = (),
         radio: RadioOptions | bool | object | None = _CONFIG,
         priority: int = 3,
     ) -> TranscriptionResult:
@@ -178,8 +179,10 @@ class WhisperXEngine:
         models ``None`` means detect. ``initial_prompt`` biases decoding (talkgroup
         names, unit IDs). ``radio`` overrides ``config.radio`` for this call:
         :class:`RadioOptions` (or True) for the radio pipeline, None/False for plain
-        WhisperX. ``processing_ms`` covers everything here, decode included. ``priority`` (the
-        job's, 1 most urgent .. 5) orders this call's windows in the cross-call batcher.
+        WhisperX. ``glossary`` (the call's ``transcription.glossary``: unit names, streets,
+        10-codes) is the radio pipeline's gated prompt and near-miss list; plain mode ignores it.
+        ``processing_ms`` covers everything here, decode included. ``priority`` (the job's, 1 most
+        urgent .. 5) orders this call's windows in the cross-call batcher.
 
         Raises:
             AudioDecodeError: unreadable or empty audio.
@@ -195,9 +198,8 @@ class WhisperXEngine:
             with self._lock:
                 out = self._run_plain(samples, language, initial_prompt)
         else:
-            out = self._run_radio(
-                samples, language, initial_prompt or options.initial_prompt, options, priority
-            )
+            prompt = initial_prompt or options.initial_prompt
+            out = self._run_radio(samples, language, prompt, options, tuple(glossary), priority)
         score = confidence(out.segments)
         segments, aligned, note = self._aligner.align(
             out.segments, samples, out.language, enabled=self.config.align, models_dir=self.config.models_dir
@@ -274,22 +276,30 @@ class WhisperXEngine:
         language: str | None,
         prompt: str | None,
         options: RadioOptions,
+        glossary: tuple[str, ...] = (),
         priority: int = 3,
     ) -> Decoded:
         """Condition the audio, find speech, decode with no-speech scores, then filter."""
         audio, info = radio.prepare_audio(samples, options)
-        chunks, speech_seconds = speech_chunks(
-            self._pipeline.vad_model,
-            audio,
-            options.vad_pad_seconds,
-            onset=self.config.vad_onset,
-            offset=self.config.vad_offset,
-            lock=self._vad_lock,
-        )
+        if options.vad_cut:
+            chunks, speech_seconds = speech_chunks(
+                self._pipeline.vad_model,
+                audio,
+                options.vad_pad_seconds,
+                onset=self.config.vad_onset if options.vad_onset is None else options.vad_onset,
+                offset=self.config.vad_offset if options.vad_offset is None else options.vad_offset,
+                lock=self._vad_lock,
+            )
+        else:
+            chunks, speech_seconds = whole_call_chunks(audio)
         info["speech_seconds"] = round(speech_seconds, 3)
         lang, lang_prob, lang_note = self._radio_language(audio, chunks, language, speech_seconds, options)
         raw_segments = self._decode_chunks(audio, chunks, lang, prompt, options, priority) if chunks else []
-        cleaned = radio.clean(raw_segments, options, prompt=prompt)
+        cleaned = radio.clean(raw_segments, options, prompt=prompt, glossary=glossary)
+        if glossary and options.glossary_prompt and cleaned.segments:
+            raw_segments, cleaned = self._glossary_pass(
+                audio, chunks, raw_segments, cleaned, lang, prompt, options, glossary
+            )
         return Decoded(
             segments=cleaned.segments,
             raw_segments=raw_segments,
@@ -300,6 +310,38 @@ class WhisperXEngine:
             preprocessing=info,
             language_note=lang_note,
         )
+
+    def _glossary_pass(
+        self,
+        audio: np.ndarray,
+        chunks: list[dict[str, float]],
+        raw_segments: list[dict[str, Any]],
+        cleaned: radio.CleanResult,
+        language: str,
+        prompt: str | None,
+        options: RadioOptions,
+        glossary: tuple[str, ...],
+    ) -> tuple[list[dict[str, Any]], radio.CleanResult]:
+        """Decode the windows kept as speech again with the glossary as the prompt (the gate).
+
+        A window the unprompted decode judged silent is never decoded with the glossary, so the
+        prompt cannot write into silence; a prompted window the filters then reject (an echo of
+        the glossary, a low log-prob) keeps its unprompted decode.
+        """
+        gone = {r["segment"] for r in cleaned.removed if r["reason"] != radio.REPETITION}
+        kept = [i for i in range(len(raw_segments)) if i not in gone]
+        gloss_prompt = radio.glossary_prompt(glossary, prompt)
+        redo = self._decode_chunks(audio, [chunks[i] for i in kept], language, gloss_prompt, options)
+        merged = list(raw_segments)
+        for i, seg in zip(kept, redo, strict=True):
+            merged[i] = {**seg, "glossary_prompt": True, "text_without_glossary": raw_segments[i]["text"]}
+        second = radio.clean(merged, options, prompt=gloss_prompt, glossary=glossary)
+        rejected = {r["segment"] for r in second.removed if r["reason"] != radio.REPETITION} & set(kept)
+        if not rejected:
+            return merged, second
+        for i in rejected:
+            merged[i] = raw_segments[i]
+        return merged, radio.clean(merged, options, prompt=gloss_prompt, glossary=glossary)
 
     def _radio_language(
         self,

@@ -16,6 +16,8 @@ recorded in the result so a user can see what was removed and why:
   user files) and their matcher.
 * :mod:`.filters`: :func:`clean`, the text filters applied to the decoder's raw segments
   (pure Python, no model needed, unit-tested in ``tests/test_radio.py``).
+* :mod:`.numbers`: :func:`numbers_to_digits`, radio numbers written as digits for search and alerts.
+* :mod:`.glossary`: a talkgroup's glossary as the gated decoder prompt and near-miss correction.
 
 Importing this package loads neither numpy nor any model: the API process imports it.
 """
@@ -31,13 +33,16 @@ from rdio_tasks.radio.conditioning import (
     prepare_audio,
     suppress_tones,
 )
-from rdio_tasks.radio.filters import CleanResult, apply_replacements, clean, collapse_repetitions
+from rdio_tasks.radio.filters import REPETITION, CleanResult, apply_replacements, clean, collapse_repetitions
+from rdio_tasks.radio.glossary import correct_near_misses, glossary_prompt
 from rdio_tasks.radio.language import choose_language
+from rdio_tasks.radio.numbers import numbers_to_digits
 from rdio_tasks.radio.options import RadioOptions
 from rdio_tasks.radio.phrases import BUILTIN_PHRASES, PhraseList, load_phrases, parse_phrases, phrase_tokens
 
 __all__ = [
     "BUILTIN_PHRASES",
+    "REPETITION",
     "CleanResult",
     "PhraseList",
     "RadioOptions",
@@ -46,11 +51,14 @@ __all__ = [
     "choose_language",
     "clean",
     "collapse_repetitions",
+    "correct_near_misses",
     "find_tones",
     "frame_levels_dbfs",
+    "glossary_prompt",
     "highpass",
     "load_phrases",
     "normalize_level",
+    "numbers_to_digits",
     "parse_phrases",
     "phrase_tokens",
     "prepare_audio",

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdio_core.text_normalize import normalize_words
+from rdio_tasks.radio.glossary import correct_near_misses
+from rdio_tasks.radio.numbers import numbers_to_digits
 from rdio_tasks.radio.options import RadioOptions
 from rdio_tasks.radio.phrases import PhraseList, load_phrases, phrase_tokens
 
@@ -54,6 +56,7 @@ def clean(
     options: RadioOptions | None = None,
     *,
     prompt: str | None = None,
+    glossary: Sequence[str] = (),
 ) -> CleanResult:
     """Apply the hallucination filters to decoded segments, in this order.
 
@@ -64,13 +67,14 @@ def clean(
     5. A segment made only of hallucination phrases is dropped ("always" phrases
        unconditionally, ambiguous ones unless the segment is confident); then the
        same test on the whole remaining transcript, for phrases split across segments.
-    6. Word replacements on what is left.
+    6. Rewrites of what is left: word replacements, radio numbers as digits, then near-misses of
+       ``glossary`` terms.
 
     The input is not modified; kept segments are copies with an updated ``text``.
     """
     options = options or RadioOptions()
     phrases = load_phrases(options) if options.filter_phrases else PhraseList()
-    result = CleanResult(text="", segments=[], steps=_steps(options, prompt, phrases))
+    result = CleanResult(text="", segments=[], steps=_steps(options, prompt, phrases, glossary))
     if not raw_segments:
         result.no_speech = True
         return result
@@ -88,7 +92,7 @@ def clean(
         kept = _drop_phrase_only_transcript(kept, options, phrases, result.removed)
 
     for _, seg in kept:
-        seg["text"] = apply_replacements(seg["text"], options.replacements)
+        seg["text"] = rewrite(seg["text"], options, glossary)
     result.segments = [seg for _, seg in kept if seg["text"]]
     result.text = " ".join(seg["text"] for seg in result.segments).strip()
     result.no_speech = not result.text
@@ -96,7 +100,20 @@ def clean(
     return result
 
 
-def _steps(options: RadioOptions, prompt: str | None, phrases: PhraseList) -> list[str]:
+def rewrite(text: str, options: RadioOptions, glossary: Sequence[str] = ()) -> str:
+    """Replacements, then numbers as digits, then glossary near-misses (digits first, so that
+    "Medic twelve" can meet the term "Medic 12")."""
+    text = apply_replacements(text, options.replacements)
+    if options.digits:
+        text = numbers_to_digits(text)
+    if options.glossary_correct and glossary:
+        text, _ = correct_near_misses(text, glossary, options.glossary_min_similarity)
+    return text
+
+
+def _steps(
+    options: RadioOptions, prompt: str | None, phrases: PhraseList, glossary: Sequence[str]
+) -> list[str]:
     """Names of the text filters that ran, for the result (what was checked, not what fired)."""
     steps = ["vad"]
     if options.drop_no_speech:
@@ -111,6 +128,10 @@ def _steps(options: RadioOptions, prompt: str | None, phrases: PhraseList) -> li
         steps.append(PHRASE)
     if options.replacements:
         steps.append("replacements")
+    if options.digits:
+        steps.append("digits")
+    if options.glossary_correct and glossary:
+        steps.append("glossary")
     return steps
 
 
@@ -152,9 +173,12 @@ def _filter_segment(
 
 
 def _confidence_gate(seg: Mapping[str, Any], options: RadioOptions) -> tuple[str, str] | None:
-    """Whisper's no-speech rule and a log-prob floor; missing scores never drop a segment."""
+    """The speech decision (``options.speech_decision``); missing scores never drop a segment."""
     nsp = _score(seg, "no_speech_prob")
     lp = _score(seg, "avg_logprob")
+    vad = _score(seg, "vad_score")
+    if options.speech_decision == "evidence" and vad is not None:
+        return _evidence_gate(nsp, lp, vad, options)
     if options.drop_no_speech and nsp is not None and nsp >= options.no_speech_threshold:
         floor = options.no_speech_logprob_threshold
         if floor is None or lp is None or lp < floor:
@@ -162,6 +186,26 @@ def _confidence_gate(seg: Mapping[str, Any], options: RadioOptions) -> tuple[str
     if options.drop_low_logprob and lp is not None and lp < options.min_avg_logprob:
         return LOW_LOGPROB, f"avg_logprob {lp:.2f} < {options.min_avg_logprob}"
     return None
+
+
+def _evidence_gate(
+    nsp: float | None, lp: float | None, vad: float, options: RadioOptions
+) -> tuple[str, str] | None:
+    """Two of three votes for silence drop a segment: the no-speech head, the log-prob, the VAD."""
+    votes: list[tuple[str, str]] = []
+    if options.drop_no_speech and nsp is not None and nsp >= options.no_speech_threshold:
+        votes.append((NO_SPEECH, f"no_speech_prob {nsp:.2f} >= {options.no_speech_threshold}"))
+    floor = options.no_speech_logprob_threshold
+    if floor is None:
+        floor = options.min_avg_logprob
+    if options.drop_low_logprob and lp is not None and lp < floor:
+        votes.append((LOW_LOGPROB, f"avg_logprob {lp:.2f} < {floor}"))
+    if vad < options.vad_speech_score:
+        votes.append(("vad", f"vad_score {vad:.2f} < {options.vad_speech_score}"))
+    if len(votes) < 2:
+        return None
+    reason = votes[0][0] if votes[0][0] != "vad" else votes[1][0]
+    return reason, "; ".join(detail for _, detail in votes)
 
 
 def _confident(seg: Mapping[str, Any], options: RadioOptions) -> bool:

