@@ -60,5 +60,19 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations; safe to call on every start (a no-op when already at head)."""
+    """Apply migrations; safe to call on every start (a no-op when already at head).
+
+    Alembic's own INFO lines (7 at a first start) are hidden at the default log level; this one line
+    says what changed, and only when something did."""
+    before = current_revision(engine)
     command.upgrade(alembic_config(engine), revision)
+    after = current_revision(engine)
+    if after != before:
+        log.info("database migrated from %s to %s", before or "empty", after)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -27,7 +27,9 @@ class OwnPostgres:
     def __init__(self) -> None:
         initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
         if initdb is None or pg_ctl is None:
-            raise RuntimeError("initdb/pg_ctl not found: install Debian's postgresql package (.ci/run does)")
+            raise RuntimeError(
+                "initdb/pg_ctl not found: install Debian's postgresql package (make test does: scripts/test-deps.sh)"
+            )
         self.initdb, self.pg_ctl = initdb, pg_ctl
         self.root = Path(tempfile.mkdtemp(prefix="rdio-pg-"))
         self.data = self.root / "data"

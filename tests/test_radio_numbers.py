@@ -18,6 +18,8 @@ from rdio_tasks.radio import RadioOptions, clean, numbers_to_digits
         ("caller says nine one one", "caller says 911"),
         ("plate oh two one oh", "plate 0210"),
         ("Copy 10-4 at 1043", "Copy 10-4 at 1043"),  # already digits: untouched
+        ("1, 0, 0, 1 9, 0, 2", "1001902"),  # single digits written apart: one run
+        ("units 1, 2 and 3.5", "units 1, 2 and 3.5"),  # two digits, a decimal: left alone
     ],
 )
 def test_spelled_radio_numbers_become_digits(spoken: str, written: str) -> None:

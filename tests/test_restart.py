@@ -122,7 +122,7 @@ def test_upgrade_across_a_migration_refuses_no_upload(tmp_path: Path) -> None:
         columns = {c["name"] for c in inspect(engine).get_columns("calls")}
         engine.dispose()
         assert "next_release_note" in columns  # the new code migrated
-        assert "-> 9999_test" in server.log()  # migrated by the new server, the old one still serving
+        assert "to 9999_test" in server.log()  # migrated by the new server, the old one still serving
         assert_every_call_stored(stream, url, tmp_path / "data")
     finally:
         server.stop()

@@ -131,6 +131,8 @@ def execute(
     if writer is not None and settings.broker_url:
         from rdio_tasks.celery_app import app as celery_app
 
+        # A process that used the app before (the test suite) holds pools bound to its old broker.
+        celery_app.close()
         celery_app.conf.update(broker_url=settings.broker_url)
         if options.transcribe and settings.transcription.enabled:
             from rdio_tasks.dispatch import Dispatcher

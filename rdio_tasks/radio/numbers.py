@@ -8,7 +8,10 @@ digits. :func:`numbers_to_digits` rewrites spelled numbers the way radio traffic
 * two or more number words in a row -> their digits run together (unit ids, addresses, plates
   are read digit by digit or in pairs): "one zero four three" -> ``1043``, "twenty three fifty"
   -> ``2350``, "one hundred five" -> ``105``;
-* one number word right after a unit word ("Engine five", "Medic twelve") -> ``Engine 5``.
+* one number word right after a unit word ("Engine five", "Medic twelve") -> ``Engine 5``;
+* three or more single digits Whisper wrote apart ("1, 0, 0, 1 9") -> one run, ``10019``: a digit
+  string read one digit at a time (tiny.en writes the vosk digits clip so), which search for
+  ``10019`` or "one zero zero one nine" would otherwise miss.
 
 A lone number word elsewhere stays a word ("one of them", "the first two"). The number grammar is
 :mod:`rdio_core.text_normalize`'s, so the WER normaliser and this formatter agree on what a
@@ -62,6 +65,7 @@ UNIT_WORDS = frozenset(
 """Words after which a single spelled number is an identifier ("Engine five" -> "Engine 5")."""
 
 _TOKEN = re.compile(r"[A-Za-z]+|\d+")
+_DIGITS_APART = re.compile(r"(?<![\d.,-])\d(?:,? \d){2,}(?![\d.-])")
 _JOINER = re.compile(r"^[ \-]+$")  # what separates the words of one spoken number ("two, three" is a list)
 
 
@@ -84,7 +88,7 @@ def numbers_to_digits(text: str) -> str:
         else:
             i = max(end, i + 1)
     out.append(text[last:])
-    return "".join(out)
+    return _DIGITS_APART.sub(lambda m: re.sub(r"\D", "", m.group()), "".join(out))
 
 
 def _run_end(text: str, tokens: list[re.Match[str]], words: list[str], i: int) -> int:
