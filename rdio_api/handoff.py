@@ -147,7 +147,7 @@ class ServerSlot:
         gen, read_fd = self._spawn()
         why = self._await_ready(gen, read_fd)
         if why is not None:
-            _stop(gen.proc, 5)
+            stop_process(gen.proc, 5)
             raise RuntimeError(why)
         self.current = gen
 
@@ -157,7 +157,7 @@ class ServerSlot:
         gen, read_fd = self._spawn()
         why = self._await_ready(gen, read_fd)
         if why is not None:
-            _stop(gen.proc, 5)
+            stop_process(gen.proc, 5)
             log.error("restart failed, the running server keeps serving: %s", why)
             return why
         old, self.current = self.current, gen
@@ -168,7 +168,7 @@ class ServerSlot:
             old.proc.pid if old else None,
         )
         if old is not None:
-            _stop(old.proc, drain_timeout)
+            stop_process(old.proc, drain_timeout)
         return None
 
     def signal(self, signum: int) -> None:
@@ -177,10 +177,11 @@ class ServerSlot:
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.current is not None:
-            _stop(self.current.proc, timeout)
+            stop_process(self.current.proc, timeout)
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds (the API's servers and up's helpers alike)."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)

@@ -304,12 +304,12 @@ class Supervisor:
             return
         for child in self.children:
             if child.name == "flower":  # one port: the old one must let go first
-                _terminate(child.proc, 20)
+                handoff.stop_process(child.proc, 20)
                 child.proc = subprocess.Popen(child.cmd, env=child.env, preexec_fn=_die_with_parent)
             else:  # a worker: the new one takes tasks while the old one finishes its own
                 old = child.proc
                 child.proc = subprocess.Popen(child.cmd, env=child.env, preexec_fn=_die_with_parent)
-                _terminate(old, 60)
+                handoff.stop_process(old, 60)
             child.started, child.restart_at = time.monotonic(), None
         assert self.api.current is not None
         handoff.write_status(
@@ -365,14 +365,3 @@ class Supervisor:
         data_dir = self.settings.data_dir.resolve()
         handoff.remove_pid_file(data_dir)
         (data_dir / HELPERS_FILE).unlink(missing_ok=True)
-
-
-def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
