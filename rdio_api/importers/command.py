@@ -129,10 +129,13 @@ def execute(
     writer = None if options.dry_run else CallWriter(factory, settings, max_batch=options.batch)
     dispatcher = feeder = None
     if writer is not None and settings.broker_url:
-        from rdio_tasks.celery_app import app as celery_app
+        from celery import Celery
 
-        # A process that used the app before (the test suite) holds pools bound to its old broker.
-        celery_app.close()
+        # An app of its own, bound to this config's broker: the shared rdio_tasks app keeps the
+        # connections of whatever broker it last used in this process (publishing only needs the
+        # task names and queues, which celeryconfig holds).
+        celery_app = Celery("rdio-import", set_as_current=False)
+        celery_app.config_from_object("celeryconfig")
         celery_app.conf.update(broker_url=settings.broker_url)
         if options.transcribe and settings.transcription.enabled:
             from rdio_tasks.dispatch import Dispatcher
