@@ -44,11 +44,29 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_api import handoff
 
     child = [sys.executable, "-m", "rdio_api", "serve", "--host", host, "--port", str(port)]
+    parent = [sys.executable, "-m", "rdio_api", *_without_resume(sys.argv[1:])]
+    resume = handoff.Resume.decode(args.resume) if args.resume else None
     try:
-        return handoff.serve_parent(child, host, port, settings.data_dir.resolve())
+        return handoff.serve_parent(
+            child, host, port, settings.data_dir.resolve(), parent_argv=parent, resume=resume
+        )
     except (OSError, RuntimeError) as exc:
         print(f"rdio-api serve: {exc}", file=sys.stderr)
         return 1
+
+
+def _without_resume(argv: list[str]) -> list[str]:
+    """This parent's own arguments without a previous ``--resume`` (re-executed on restart)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            out.append(arg)
+    return out
 
 
 @command("restart")
@@ -287,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-handoff", action="store_true", help="one process, no restart handle")
     serve.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # the parent's listening socket
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--resume", help=argparse.SUPPRESS)  # a re-executed parent (rdio_api.handoff)
 
     restart = sub.add_parser(
         "restart", parents=[common], help="restart the running serve/up of this config, refusing no upload"

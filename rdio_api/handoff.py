@@ -19,6 +19,12 @@ Three ways to keep a listener, measured with bench/faults.py on this 2-core mach
   ``net.ipv4.tcp_migrate_req=1`` (0 by default, and on this machine), so the old server's close
   drops connections; it also needs both servers to agree on options at bind time.
 
+The parent's own code is replaced too: once the new child is up, the parent re-executes itself
+(``os.execv`` keeps its pid, its children and the inheritable socket) with ``--resume`` naming the
+socket, the new child and the old one, and the re-executed parent drains the old child. An upgrade
+that changes this module therefore takes effect on ``rdio-api restart``, not only at the next full
+stop (tested by tests/test_restart.py with a release whose handoff module differs).
+
 SIGHUP still reloads the configuration in place (forwarded to the running child: nothing restarts).
 The pid file ``data_dir/rdio-api.pid`` names the parent; ``rdio-api restart`` signals it and waits
 for ``data_dir/rdio-api.restart.json`` to report the new generation.
@@ -39,6 +45,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,7 @@ PID_FILE = "rdio-api.pid"
 STATUS_FILE = "rdio-api.restart.json"
 SYSTEMD_FIRST_FD = 3
 READY = b"ready\n"
+DRAIN_TIMEOUT = 60.0
 
 
 def systemd_socket() -> socket.socket | None:
@@ -90,10 +98,79 @@ def signal_ready(fd: int | None) -> None:
         pass
 
 
+class Child(Protocol):
+    """What the parent needs of a child process: a ``subprocess.Popen`` or an :class:`AdoptedChild`."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class AdoptedChild:
+    """A child started before this process re-executed itself: still its child (``execv`` keeps the
+    pid), but with no ``Popen`` object, so it is reaped with ``waitpid`` by pid."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere or never ours: gone either way
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 @dataclass
 class Generation:
     number: int
-    proc: subprocess.Popen[bytes]
+    proc: Child
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What a parent hands its re-executed self (``--resume``): the listening socket's fd, the
+    restart count so far, the child now serving and the one still to drain (0: none)."""
+
+    fd: int
+    generation: int
+    serving: int
+    draining: int
+
+    def encode(self) -> str:
+        return f"{self.fd}:{self.generation}:{self.serving}:{self.draining}"
+
+    @classmethod
+    def decode(cls, text: str) -> Resume:
+        fd, generation, serving, draining = (int(part) for part in text.split(":"))
+        return cls(fd, generation, serving, draining)
 
 
 class ServerSlot:
@@ -143,6 +220,11 @@ class ServerSlot:
         finally:
             os.close(read_fd)
 
+    def adopt(self, number: int, pid: int) -> None:
+        """The child a previous image of this process started (see :class:`Resume`)."""
+        self._number = number
+        self.current = Generation(number, AdoptedChild(pid))
+
     def start(self) -> None:
         gen, read_fd = self._spawn()
         why = self._await_ready(gen, read_fd)
@@ -151,15 +233,15 @@ class ServerSlot:
             raise RuntimeError(why)
         self.current = gen
 
-    def restart(self, drain_timeout: float = 60.0) -> str | None:
-        """Start the next generation; once it is up, stop the old one gracefully. None on success,
-        else the reason (the old server then keeps serving)."""
+    def start_next(self) -> tuple[Generation | None, str | None]:
+        """Start the next generation and make it current once it is up: (the previous generation,
+        still running, to drain; None) on success, else (None, the reason: the old one keeps serving)."""
         gen, read_fd = self._spawn()
         why = self._await_ready(gen, read_fd)
         if why is not None:
             stop_process(gen.proc, 5)
             log.error("restart failed, the running server keeps serving: %s", why)
-            return why
+            return None, why
         old, self.current = self.current, gen
         log.info(
             "server generation %d (pid %d) is up; draining pid %s",
@@ -167,9 +249,15 @@ class ServerSlot:
             gen.proc.pid,
             old.proc.pid if old else None,
         )
+        return old, None
+
+    def restart(self, drain_timeout: float = DRAIN_TIMEOUT) -> str | None:
+        """Start the next generation; once it is up, stop the old one gracefully. None on success,
+        else the reason (the old server then keeps serving)."""
+        old, why = self.start_next()
         if old is not None:
             stop_process(old.proc, drain_timeout)
-        return None
+        return why
 
     def signal(self, signum: int) -> None:
         if self.current is not None and self.current.proc.poll() is None:
@@ -180,7 +268,7 @@ class ServerSlot:
             stop_process(self.current.proc, timeout)
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+def stop_process(proc: Child, timeout: float) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds (the API's servers and up's helpers alike)."""
     if proc.poll() is not None:
         return
@@ -270,10 +358,19 @@ def request_restart(data_dir: Path, timeout: float = 180.0) -> tuple[int, str]:
     return 1, f"no answer from rdio-api (pid {pid}) within {timeout:g} s"
 
 
-def serve_parent(argv: Sequence[str], host: str, port: int, data_dir: Path) -> int:
-    """``rdio-api serve``: hold the socket, run the server child, hand over on SIGUSR2."""
-    sock = listening_socket(host, port)
-    slot = ServerSlot(sock, argv)
+def serve_parent(
+    argv: Sequence[str],
+    host: str,
+    port: int,
+    data_dir: Path,
+    parent_argv: Sequence[str] | None = None,
+    resume: Resume | None = None,
+) -> int:
+    """``rdio-api serve``: hold the socket, run the server child, hand over on SIGUSR2.
+
+    ``parent_argv`` is how to start this parent again (without ``--resume``): given, a restart
+    re-executes the parent with the code now installed once the new child is up. ``resume`` is what
+    the previous image of this process handed over."""
     pending: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -281,10 +378,26 @@ def serve_parent(argv: Sequence[str], host: str, port: int, data_dir: Path) -> i
 
     for sig in (signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    write_pid_file(data_dir, "serve")
-    try:
-        slot.start()
+    if resume is None:
+        sock = listening_socket(host, port)
+        slot = ServerSlot(sock, argv)
+        write_pid_file(data_dir, "serve")  # after the handlers: a restart asked during start waits
         generation = 0
+    else:
+        sock = socket.socket(fileno=resume.fd)
+        slot = ServerSlot(sock, argv)
+        slot.adopt(resume.generation, resume.serving)
+        generation = resume.generation
+    try:
+        if resume is None:
+            slot.start()
+        else:
+            if resume.draining:
+                stop_process(AdoptedChild(resume.draining), DRAIN_TIMEOUT)
+            write_status(
+                data_dir, generation, "ok", f"new server up (pid {resume.serving}); parent re-executed"
+            )
+            log.info("parent re-executed with the code now installed; serving pid %d", resume.serving)
         while True:
             while pending:
                 signum = pending.pop(0)
@@ -292,8 +405,17 @@ def serve_parent(argv: Sequence[str], host: str, port: int, data_dir: Path) -> i
                     slot.signal(signal.SIGHUP)  # config reload in place
                 elif signum == signal.SIGUSR2:
                     generation += 1
-                    why = slot.restart()
+                    old, why = slot.start_next()
                     assert slot.current is not None
+                    if why is None and parent_argv is not None:
+                        _reexec(
+                            parent_argv,
+                            Resume(
+                                sock.fileno(), generation, slot.current.proc.pid, old.proc.pid if old else 0
+                            ),
+                        )
+                    if old is not None:  # no re-exec (or it failed): drain here
+                        stop_process(old.proc, DRAIN_TIMEOUT)
                     write_status(
                         data_dir,
                         generation,
@@ -314,3 +436,15 @@ def serve_parent(argv: Sequence[str], host: str, port: int, data_dir: Path) -> i
         remove_pid_file(data_dir)
         sock.close()
         sys.stdout.flush()
+
+
+def _reexec(parent_argv: Sequence[str], resume: Resume) -> None:
+    """Replace this parent's image with the code now installed; returns only if exec failed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    try:
+        os.execv(parent_argv[0], [*parent_argv, "--resume", resume.encode()])
+    except OSError as exc:
+        log.error("could not re-execute the parent (%s); it keeps its code, the server is new", exc)

@@ -87,6 +87,8 @@ def _next_release(tmp_path: Path) -> Path:
     for package in ("rdio_api", "rdio_tasks"):
         shutil.copytree(REPO / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "celeryconfig.py", tree / "celeryconfig.py")
+    with (tree / "rdio_api" / "handoff.py").open("a") as handoff_module:  # tells which code a pid runs
+        handoff_module.write('\nsys.stderr.write(f"next-release handoff in pid {os.getpid()}\\n")\n')
     versions = tree / "rdio_core" / "migrations" / "versions"
     head = ScriptDirectory(str(db.MIGRATIONS_DIR)).get_current_head()
     (versions / "9999_test_expand.py").write_text(
@@ -123,6 +125,9 @@ def test_upgrade_across_a_migration_refuses_no_upload(tmp_path: Path) -> None:
         engine.dispose()
         assert "next_release_note" in columns  # the new code migrated
         assert "to 9999_test" in server.log()  # migrated by the new server, the old one still serving
+        assert server.proc is not None and server.proc.poll() is None
+        # The parent itself re-executed with the new release (same pid, so the pid file holds).
+        assert f"next-release handoff in pid {server.proc.pid}\n" in server.log()
         assert_every_call_stored(stream, url, tmp_path / "data")
     finally:
         server.stop()
