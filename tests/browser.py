@@ -29,7 +29,9 @@ INSTALL_HINT = (
     "scripts/test-deps.sh), "
     "or point RDIO_CHROMIUM at a Chromium binary."
 )
-ARTIFACTS = REPO / "tests" / "artifacts"
+# Every screenshot is also kept here (gitignored), for a person or a CI job to keep as an artifact:
+# what the pages looked like when the tests ran.
+ARTIFACTS = REPO / "test-artifacts" / "console"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
@@ -133,10 +135,10 @@ class Console:
         return float(self.page.evaluate("document.getElementById('audio').currentTime"))
 
     def screenshot(self, name: str) -> Path:
-        """Save a full-page PNG under the test's tmp dir and copy it to tests/artifacts/."""
+        """Save a full-page PNG under the test's tmp dir and copy it to test-artifacts/console/."""
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, ARTIFACTS / path.name)
         return path
 

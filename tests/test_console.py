@@ -3,7 +3,7 @@ a Celery worker running tiny.en: what a person at the page sees, hears and can d
 
 One Stack serves the whole module; the worker starts only when a ``worker`` test needs it. Every
 test opens its own browser context (its own localStorage), so the key prompt is tested fresh.
-Screenshots land in the test's tmp dir and in tests/artifacts/.
+Screenshots land in the test's tmp dir and in test-artifacts/console/.
 """
 
 from __future__ import annotations
@@ -65,14 +65,24 @@ def browser():
         yield b
 
 
-def _console(browser, stack, tmp_path, viewport: dict, **options):
+# The feed's default is one line per call (tests/test_console_scanner.py); these tests read the
+# cards, so their browser starts with the cards chosen (unless a test chose otherwise).
+CHOOSE_CARDS = """(() => { try {
+  const saved = JSON.parse(localStorage.getItem('rdio.scanner') || '{}');
+  if (!('view' in saved)) localStorage.setItem('rdio.scanner', JSON.stringify({ ...saved, view: 'cards' }));
+} catch (e) {} })()"""
+
+
+def _console(browser, stack, tmp_path, viewport: dict, cards: bool = False, **options):
     context = browser.new_context(viewport=viewport, **options)
+    if cards:
+        context.add_init_script(CHOOSE_CARDS)
     return context, Console(context.new_page(), stack.server.url, tmp_path)
 
 
 @pytest.fixture
 def console(browser, stack, tmp_path):
-    context, tab = _console(browser, stack, tmp_path, DESKTOP)
+    context, tab = _console(browser, stack, tmp_path, DESKTOP, cards=True)
     yield tab
     context.close()
 
@@ -338,6 +348,9 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
     console.open(f"/calls/{call}")
     console.enter_key(READER)
     page.wait_for_selector("h2:has-text('Raw and filtered text')", timeout=10_000)
+    # The debugging panels are closed under the transcript: open them all to read them.
+    for summary in page.locator("details.debug > summary").all():
+        summary.click()
     text = page.inner_text("#view")
     assert "FD Dispatch · County P25" in text and "E12 (" in text
     for removal in removed:
@@ -348,7 +361,7 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
     for name in ("audio_sha256", "received_at", "client_kind", "key_name", "frequency"):
         assert page.locator("dl.fields dt", has_text=name).count() == 1, name
     assert stored["audio_sha256"] in text
-    history = page.locator("section.panel:has(h2:text('Job history')) tbody tr")
+    history = page.locator(".panel:has(h2:text('Job history')) tbody tr")
     assert history.count() == len(done["history"])
     console.screenshot("call-page")
 
@@ -364,7 +377,7 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
     page.click("button:text('Re-transcribe')")
     page.wait_for_selector(".call-head .note:has-text('Job ')", timeout=10_000)
     console.wait_until(
-        """(n) => [...document.querySelectorAll("section.panel")].find((s) => s.querySelector("h2")?.textContent
+        """(n) => [...document.querySelectorAll(".panel")].find((s) => s.querySelector("h2")?.textContent
              === "Job history")?.querySelectorAll("tbody tr").length === n + 1""",
         len(done["history"]),
         timeout=120,
@@ -488,7 +501,7 @@ def test_scanner_mutes_holds_skips_replays_and_remembers(console, stack, systems
 
     # Hold talkgroup 301: a call on 303 is not played, the next one on 301 is.
     page.click("#hold")
-    assert page.inner_text("#hold") == "Held: TG 301"
+    assert page.inner_text("#hold") == "Held: FD Dispatch (TG 301)"
     page.click("#skip")  # stop the replay: the player is idle
     other = send(stack, audio, mine, talkgroup=303)
     console.card(other).wait_for(timeout=10_000)
@@ -503,7 +516,7 @@ def test_scanner_mutes_holds_skips_replays_and_remembers(console, stack, systems
     console.wait_live()
     assert page.get_attribute("#live-toggle", "aria-pressed") == "true"
     assert page.input_value("#volume") == "0.3"
-    assert page.inner_text("#hold") == "Held: TG 301"
+    assert page.inner_text("#hold") == "Held: FD Dispatch (TG 301)"
     console.card(muted).wait_for(timeout=10_000)
     assert "avoided" in console.card(muted).get_attribute("class")
     console.screenshot("scanner")
@@ -552,7 +565,7 @@ def test_usable_at_phone_width(phone, stack, systems):
     phone.enter_key(READER)
     phone.wait_live()
     pages = [
-        ("/", "phone-feed", f"article.card[data-call-id='{call}']"),
+        ("/", "phone-feed", f"#feed article[data-call-id='{call}']"),
         ("/search?q=PHONE1", "phone-search", f"#results article.card[data-call-id='{call}']"),
         (f"/calls/{call}", "phone-call", "h2:has-text('Stored fields')"),
         ("/talkgroups", "phone-talkgroups", "table.talkgroups"),
@@ -684,7 +697,7 @@ def test_cards_and_talkgroups_say_why_a_call_is_not_transcribed(console, stack, 
         console.wait_live()
         card = console.card(off)
         card.wait_for(timeout=10_000)
-        assert f"not transcribed: {reason}" in card.locator(".transcript").inner_text()
+        assert f"skipped: {reason}" in card.locator(".transcript").inner_text()
         console.screenshot("card-not-transcribed")
 
         console.open("/talkgroups")

@@ -8,7 +8,15 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from rdio_api.deps import ReadKey, SessionDep, StateDep, filter_calls, latest_jobs, restrict_to_key
+from rdio_api.deps import (
+    ReadKey,
+    SessionDep,
+    StateDep,
+    filter_calls,
+    latest_jobs,
+    queue_ahead,
+    restrict_to_key,
+)
 from rdio_api.responses import AUTH, INVALID, Message, Responses
 from rdio_api.schemas import CallOut, SearchPage, SearchResult
 from rdio_core import search, units
@@ -72,16 +80,15 @@ def search_calls(
     rows = rows[:limit]
     jobs = latest_jobs(session, [c.id for c in rows])
     heard = units.call_transmissions(session, rows, state.settings.units)
+    ahead = queue_ahead(session, jobs, key)
     results = []
     for call in rows:
         job = jobs.get(call.id)
         done = job is not None and job.status == JobStatus.COMPLETED and job.text
         source = job.text if done and job is not None else _labels(call)
-        results.append(
-            SearchResult(
-                call=CallOut.of(call, job, heard.get(call.id)), snippet=search.snippet(source or "", parsed)
-            )
-        )
+        out = CallOut.of(call, job, heard.get(call.id))
+        out.queue_ahead = ahead.get(call.id)
+        results.append(SearchResult(call=out, snippet=search.snippet(source or "", parsed)))
     next_cursor = None
     if more and rows:
         next_cursor = _cursor("id", rows[-1].id) if order == "newest" else _cursor("offset", offset + limit)
