@@ -182,7 +182,9 @@ def test_public_read_needs_no_key(browser, tmp_path, database_url):
         tab = Console(context.new_page(), server.url, tmp_path)
         tab.open("/")
         tab.wait_live()
-        tab.page.wait_for_selector("#feed article.card, p.note:has-text('No calls yet')", timeout=10_000)
+        tab.page.wait_for_selector(
+            "#feed article[data-call-id], p.note:has-text('No calls yet')", timeout=10_000
+        )
         assert not tab.page.locator("#key-dialog").is_visible()
         assert not [r.url for r in tab.requests if "x-api-key" in r.headers]
         assert tab.console_errors == []
@@ -711,3 +713,26 @@ def test_cards_and_talkgroups_say_why_a_call_is_not_transcribed(console, stack, 
     finally:
         stack.server.config_path.write_text(yaml.safe_dump(original))
         stack.server.proc.send_signal(signal.SIGHUP)
+
+
+@pytest.mark.worker
+def test_a_page_of_tones_alone_says_it_was_skipped_for_its_tones(console, worker, systems):
+    """A two-tone page with no speech: the worker skips it before any model time, and the list line
+    and the call page say so (the tones' own detection has its own tests)."""
+    call = send(worker, (CORPUS / "nospeech_two_tone_page.mp3").read_bytes(), systems[0], talkgroup=107)
+    done = worker.wait_call(call)
+    reason = done["latest_job"]["error"] or ""
+    assert done["latest_job"]["status"] == "skipped" and reason.startswith("only dispatch tones"), done
+    page = console.page
+    page.add_init_script("localStorage.setItem('rdio.scanner', JSON.stringify({ view: 'list' }))")
+    console.open("/")
+    console.enter_key(READER)
+    line = page.locator(f"#feed article.row[data-call-id='{call}'] .line-text")
+    line.wait_for(timeout=10_000)
+    assert line.inner_text() == f"skipped: {reason}"
+    console.open(f"/calls/{call}")
+    status = page.locator("section.panel:has(h2:text-is('Transcript')) p.status")
+    status.wait_for(timeout=10_000)
+    assert status.inner_text() == f"skipped: {reason}"
+    console.screenshot("skipped-tones")
+    assert console.console_errors == []

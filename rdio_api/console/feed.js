@@ -12,7 +12,9 @@ import { bus, calls, dropCall, loadAlerts, putCall, systemLabels } from "./store
 import { clear, h } from "./dom.js";
 
 const ALERTS_EVERY_MS = 30_000;
-const ALERTS_AFTER_EVENT_MS = 1500;
+// A delivery is written by the alerts worker a moment after the call or transcript it fired on:
+// read twice after an event, then the half-minute poll catches a slow one.
+const ALERTS_AFTER_EVENT_MS = [1500, 6000];
 
 const PAGE = 50;
 const MAX_CARDS = 500; // a day-long open tab should not grow without bound
@@ -101,15 +103,14 @@ function shown(call, labels) {
   return prefs.view === "cards" ? callCard(call, { labels }) : callRow(call);
 }
 
-let alertTimer = null;
+let alertTimers = [];
 
-/** Read the alert marks a moment after a call or transcript event (several events, one read). */
+/** Read the alert marks a moment after a call or transcript event (a burst of events, one read
+ * at each delay after its last event). */
 function alertsSoon() {
-  if (alertTimer !== null || !mounted) return;
-  alertTimer = setTimeout(() => {
-    alertTimer = null;
-    loadAlerts();
-  }, ALERTS_AFTER_EVENT_MS);
+  if (!mounted) return;
+  for (const timer of alertTimers) clearTimeout(timer);
+  alertTimers = ALERTS_AFTER_EVENT_MS.map((ms) => setTimeout(loadAlerts, ms));
 }
 
 bus.addEventListener("alerts", (e) => refreshAlerts(e.detail.callIds));

@@ -61,7 +61,7 @@ def search_calls(
     limit: int = Query(20, ge=1, le=100),
 ) -> SearchPage:
     try:
-        parsed = search.parse_query(q)
+        parsed = search.as_unit(session, search.parse_query(q), q)
     except search.QueryError as exc:
         raise HTTPException(400, str(exc)) from None
     stmt = filter_calls(restrict_to_key(select(Call), key), system, talkgroup, since, until)
@@ -75,7 +75,12 @@ def search_calls(
     elif cursor:
         offset = _read_cursor(cursor, "offset")
     stmt = search.apply_match(stmt, session.get_bind().dialect.name, parsed, order)
-    rows = list(session.execute(stmt.limit(limit + 1).offset(offset)).scalars())
+    if order == "relevance" and parsed.clauses:  # transcript matches first (search.relevance_ids)
+        ids = search.relevance_ids(session, stmt, parsed)[offset : offset + limit + 1]
+        found = {c.id: c for c in session.execute(select(Call).where(Call.id.in_(ids))).scalars()}
+        rows = [found[i] for i in ids]
+    else:
+        rows = list(session.execute(stmt.limit(limit + 1).offset(offset)).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
     jobs = latest_jobs(session, [c.id for c in rows])
