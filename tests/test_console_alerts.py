@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from rdio_tasks.celery_app import worker_argv
-from tests.browser import Console, chromium, console_stack, upload
+from tests.browser import Console, after_every_call, chromium, console_stack, upload
 from tests.helpers import REPO
 from tests.stack import ADMIN, READER
 from tests.test_alerts import SECRET, Receiver, hook
@@ -109,8 +109,9 @@ def test_feed_marks_a_call_that_fired_an_alert_and_links_to_it(stack, receiver, 
         tab.enter_key(READER)
         tab.wait_live()
         # Live: the call arrives on the stream, its rule fires on the alerts worker, the mark follows.
-        fired = upload(stack, audio, system, 778, ADMIN)
-        quiet = upload(stack, audio, system, 779, ADMIN)
+        start = after_every_call(stack)  # newest in the feed, whatever other modules stored
+        fired = upload(stack, audio, system, 778, ADMIN, when=start)
+        quiet = upload(stack, audio, system, 779, ADMIN, when=start + 3)
         line = tab.page.locator(f"#feed article.row[data-call-id='{fired}']")
         line.locator("a.alerted").wait_for(timeout=30_000)
         assert "harbor watch" in line.locator("a.alerted").inner_text()

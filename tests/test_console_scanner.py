@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.browser import Console, chromium, console_stack
+from tests.browser import Console, after_every_call, chromium, console_stack
 from tests.helpers import clip, raw_request, sdrtrunk_body
 from tests.stack import ADMIN, READER
 from tests.test_upload import fresh_system, sdrtrunk_fields
@@ -76,7 +76,7 @@ def send(
     """An SDRTrunk upload of the speech clip (3 s after the one before: never a duplicate), with the
     talkgroup's tag and group when given; returns the call id."""
     global _last_start
-    _last_start = max(int(time.time()), _last_start + 3)
+    _last_start = max(after_every_call(stack) if not _last_start else 0, int(time.time()), _last_start + 3)
     fields = [
         (name, value)
         for name, value in sdrtrunk_fields(
@@ -326,6 +326,10 @@ def test_a_waiting_call_says_how_many_calls_are_queued_before_it(console, stack,
     assert f"queued behind {n} call" in console.card(later).locator(".transcript").inner_text()
     console.screenshot("card-queued")
     page.click(".view-switch button[data-view=list]")
+    console.open(f"/calls/{later}")
+    status = page.locator("section.panel:has(h2:text-is('Transcript')) p.status")
+    status.wait_for(timeout=10_000)
+    assert status.inner_text().startswith(f"queued behind {n} call")
     assert console.console_errors == []
 
 

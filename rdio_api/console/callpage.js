@@ -6,7 +6,7 @@
 // history, the fields as stored; and a re-transcribe button (the server decides whether this key may).
 
 import { ApiError, api } from "./api.js";
-import { alertMark, toneText, tonesNode, transcriptNode, unitLink, unitsNode } from "./cards.js";
+import { alertMark, toneText, tonesNode, transcriptNode, unitLink, unitsNode, whyNoTranscript } from "./cards.js";
 import { frequencyText, fullDateTime, labelCells, paintTalkgroup } from "./format.js";
 import { copyLink, downloadAudio } from "./share.js";
 import { player } from "./player.js";
@@ -144,7 +144,7 @@ function transcriptSections(call, body, attributed) {
       "Transcript",
       done
         ? transcriptNode(call, attributed?.length === done.segments?.length ? attributed : done.segments)
-        : h("p.status", {}, `${latest.status === "skipped" ? "skipped" : `Latest job: ${latest.status}`}${latest.error ? `: ${latest.error}` : ""}`),
+        : h("p.status", {}, whyNoTranscript({ ...call, transcription_note: latest.error })),
     ),
   );
   if (done) {

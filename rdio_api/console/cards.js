@@ -218,18 +218,27 @@ export function callRow(call) {
       ? h("span.line-text", { title: call.transcript || "" }, call.transcript || "(no speech)")
       : h("span.line-text.status", {}, whyNoTranscript(call));
   const unit = call.talker_alias || (call.source ? String(call.source) : "");
+  // Two groups: one grid line on a desktop (display: contents), two lines on a phone.
   const row = h(
     "article.row",
     { dataset: { callId: call.id } },
     playButton(call),
-    h("time", { datetime: call.date_time, title: call.date_time }, shortDateTime(call.date_time)),
-    h("span.tg", { title: `${systemName(call)} · TG ${call.talkgroup}` }, talkgroupName(call)),
-    h("span.unit", { title: unitName(call) }, unit),
-    h("span.dur", {}, call.duration_seconds != null ? seconds(call.duration_seconds) : ""),
-    text,
-    alertMark(call),
-    h("a.open", { href: `/calls/${call.id}`, "data-link": "", title: "Open the call page" }, `#${call.id}`),
-    menu(call),
+    h(
+      "span.l1",
+      {},
+      h("span.tg", { title: `${systemName(call)} · TG ${call.talkgroup}` }, talkgroupName(call)),
+      h("span.unit", { title: unitName(call) }, unit),
+      h("time", { datetime: call.date_time, title: call.date_time }, shortDateTime(call.date_time)),
+      menu(call),
+    ),
+    h(
+      "span.l2",
+      {},
+      text,
+      alertMark(call),
+      h("span.dur", {}, call.duration_seconds != null ? seconds(call.duration_seconds) : ""),
+      h("a.open", { href: `/calls/${call.id}`, "data-link": "", title: "Open the call page" }, `#${call.id}`),
+    ),
   );
   paintTalkgroup(row, call);
   syncCard(row);

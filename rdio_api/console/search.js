@@ -93,7 +93,7 @@ export function searchView(root, params) {
     "select",
     { name: "order", "aria-label": "Order" },
     option("newest", "newest first", p.order || "newest"),
-    option("relevance", "most relevant", p.order),
+    option("relevance", "most relevant (transcripts first)", p.order),
   );
   const form = h(
     "form.search",
