@@ -22,6 +22,7 @@ import pytest
 from tests.browser import Console, after_every_call, chromium, console_stack
 from tests.helpers import clip, raw_request, sdrtrunk_body
 from tests.stack import ADMIN, READER
+from tests.test_search import transcribe
 from tests.test_upload import fresh_system, sdrtrunk_fields
 
 DESKTOP = {"width": 1200, "height": 900}
@@ -432,3 +433,36 @@ def test_an_unknown_path_is_the_consoles_not_found_page_for_a_browser_and_json_f
         assert tab.foreign_requests() == []
     finally:
         context.close()
+
+
+# --- search: transcripts first, radio ids as radios -------------------------------------------------
+
+
+def test_search_puts_transcript_matches_first_and_a_radio_id_finds_only_its_radio(
+    console, stack, systems, db_engine
+):
+    """Transcripts are given through the job state machine the worker uses (tests/test_search.py's
+    ``transcribe``): the ranking, not Whisper, is under test here."""
+    system = systems[1]
+    said = send(stack, system, 651, label="Pier Ops")
+    transcribe(db_engine, said, "a boat is tied up at the harbor entrance by the fuel dock")
+    named = send(stack, system, 652, label="Harbor Tower")
+    transcribe(db_engine, named, "copy")
+    page = console.page
+    console.open(f"/search?q=harbor&system={system}&order=relevance")
+    console.enter_key(READER)
+    results = page.locator("#results article.card")
+    console.card(named, "#results").wait_for(timeout=10_000)
+    assert results.evaluate_all("els => els.map((e) => +e.dataset.callId)") == [said, named]
+    assert results.first.locator(".snippet mark").inner_text().lower() == "harbor"
+    assert page.input_value("select[name=order]") == "relevance"
+    console.screenshot("search-transcripts-first")
+
+    # A radio id: the radio's call, not the call whose words hold those digits.
+    radio = int(stack.get(f"/api/calls/{named}").json()["source"])
+    inside = send(stack, system, 653)
+    transcribe(db_engine, inside, f"medic{radio}9 is on scene")
+    console.open(f"/search?q={radio}&system={system}")
+    console.card(named, "#results").wait_for(timeout=10_000)
+    assert results.evaluate_all("els => els.map((e) => +e.dataset.callId)") == [named]
+    assert console.console_errors == []
