@@ -350,7 +350,7 @@ def test_a_talkgroup_number_or_name_finds_the_talkgroup(console, stack, systems)
     page.wait_for_url(f"**/search?system={systems[0]}&talkgroup=64123", timeout=10_000)
     console.card(call_id, "#results").wait_for(timeout=10_000)
     # By a part of its name, any case.
-    console.open("/search?q=harbor%20PAT")
+    console.open(f"/search?q=harbor%20PAT&system={systems[0]}")  # the database is the session's
     page.locator(".found-talkgroups li[data-talkgroup='64123']").wait_for(timeout=10_000)
     assert page.locator(".found-talkgroups li").count() == 1
     # A number no talkgroup has lists none.
