@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rdio_api import alerts_hook, analysis_hook, maintenance, spool, transcription_hook
 from rdio_api.deps import docs_access
@@ -124,6 +125,8 @@ def create_app(settings: Settings, on_ready: Callable[[], None] | None = None) -
                 ]
             )
         return await request_validation_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, console.not_found)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> PlainTextResponse:

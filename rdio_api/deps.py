@@ -16,7 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session, load_only
 
 from rdio_api.auth import check_key
@@ -149,3 +149,26 @@ def latest_jobs(session: Session, call_ids: list[int]) -> dict[int, Transcriptio
         if current is None or job.status == JobStatus.COMPLETED or current.status != JobStatus.COMPLETED:
             best[job.call_id] = job
     return best
+
+
+WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
+
+
+def queue_ahead(session: Session, jobs: dict[int, TranscriptionJob], key: ApiKey | None) -> dict[int, int]:
+    """Call id -> how many waiting jobs run before its own (pending or queued; most urgent, then
+    oldest first: the order the sweeper publishes and the broker serves). One windowed count for a
+    page. Empty for a key limited to some systems: the position counts every system's jobs, which
+    such a key may not learn about (the same rule as the queue status's broker figures)."""
+    if key is not None and not isinstance(key.systems, str):
+        return {}
+    waiting = {job.id: call_id for call_id, job in jobs.items() if job.status in WAITING}
+    if not waiting:
+        return {}
+    order = func.row_number().over(order_by=(TranscriptionJob.priority, TranscriptionJob.id)) - 1
+    ranked = (
+        select(TranscriptionJob.id.label("job_id"), order.label("ahead"))
+        .where(TranscriptionJob.status.in_(WAITING))
+        .subquery()
+    )
+    rows = session.execute(select(ranked.c.job_id, ranked.c.ahead).where(ranked.c.job_id.in_(list(waiting))))
+    return {waiting[job_id]: int(ahead) for job_id, ahead in rows.tuples()}

@@ -127,6 +127,11 @@ class CallOut(_Rows):
         description="why the call has no transcript when its latest job was skipped or failed "
         "(e.g. 'transcription is off for system 1 talkgroup 52198', 'audio too short: ...')",
     )
+    queue_ahead: int | None = Field(
+        None,
+        description="while the call's job waits (pending or queued): how many waiting jobs run first; "
+        "null otherwise, and for a key limited to some systems",
+    )
     units: list[UnitRef] = Field(
         default_factory=list,
         description=f"radios heard, in order of first key-up (at most {MAX_UNITS_SHOWN}; the call's "

@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, raw_request, sdrtrunk_body
-from tests.stack import Stack
+from tests.stack import ADMIN, Stack
 from tests.test_upload import sdrtrunk_fields
 
 CHROMIUM = Path(os.environ.get("RDIO_CHROMIUM", "/usr/bin/chromium"))
@@ -29,7 +30,9 @@ INSTALL_HINT = (
     "scripts/test-deps.sh), "
     "or point RDIO_CHROMIUM at a Chromium binary."
 )
-ARTIFACTS = REPO / "tests" / "artifacts"
+# Every screenshot is also kept here (gitignored), for a person or a CI job to keep as an artifact:
+# what the pages looked like when the tests ran.
+ARTIFACTS = REPO / "test-artifacts" / "console"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
@@ -73,6 +76,15 @@ def console_stack(work: Path, database_url: str, extra_keys: list[dict]) -> Stac
     stack.redis.start()
     stack.server.start()
     return stack
+
+
+def after_every_call(stack: Stack) -> int:
+    """A dateTime (epoch seconds) 3 s after the newest call stored. The database is the session's:
+    another module's calls (some dated ahead of the clock, 3 s apart) must not push this module's
+    off the feed's first page, nor this module's push theirs."""
+    calls = stack.get("/api/calls", key=ADMIN, limit=1).json()["calls"]
+    newest = datetime.fromisoformat(calls[0]["date_time"]).timestamp() if calls else 0.0
+    return max(int(time.time()), int(newest) + 3)
 
 
 def upload(stack: Stack, audio: bytes, system: int, talkgroup: int, key: str, **fields: Any) -> int:
@@ -133,10 +145,10 @@ class Console:
         return float(self.page.evaluate("document.getElementById('audio').currentTime"))
 
     def screenshot(self, name: str) -> Path:
-        """Save a full-page PNG under the test's tmp dir and copy it to tests/artifacts/."""
+        """Save a full-page PNG under the test's tmp dir and copy it to test-artifacts/console/."""
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
-        ARTIFACTS.mkdir(exist_ok=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, ARTIFACTS / path.name)
         return path
 

@@ -3,7 +3,7 @@ a Celery worker running tiny.en: what a person at the page sees, hears and can d
 
 One Stack serves the whole module; the worker starts only when a ``worker`` test needs it. Every
 test opens its own browser context (its own localStorage), so the key prompt is tested fresh.
-Screenshots land in the test's tmp dir and in tests/artifacts/.
+Screenshots land in the test's tmp dir and in test-artifacts/console/.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import yaml
 from sqlalchemy import update
 
 from rdio_core.models import Call
-from tests.browser import Console, chromium, console_stack, upload
+from tests.browser import Console, after_every_call, chromium, console_stack, upload
 from tests.conftest import base_config
 from tests.helpers import REPO, ServerProcess, clip
 from tests.stack import ADMIN, READER
@@ -65,14 +65,24 @@ def browser():
         yield b
 
 
-def _console(browser, stack, tmp_path, viewport: dict, **options):
+# The feed's default is one line per call (tests/test_console_scanner.py); these tests read the
+# cards, so their browser starts with the cards chosen (unless a test chose otherwise).
+CHOOSE_CARDS = """(() => { try {
+  const saved = JSON.parse(localStorage.getItem('rdio.scanner') || '{}');
+  if (!('view' in saved)) localStorage.setItem('rdio.scanner', JSON.stringify({ ...saved, view: 'cards' }));
+} catch (e) {} })()"""
+
+
+def _console(browser, stack, tmp_path, viewport: dict, cards: bool = False, **options):
     context = browser.new_context(viewport=viewport, **options)
+    if cards:
+        context.add_init_script(CHOOSE_CARDS)
     return context, Console(context.new_page(), stack.server.url, tmp_path)
 
 
 @pytest.fixture
 def console(browser, stack, tmp_path):
-    context, tab = _console(browser, stack, tmp_path, DESKTOP)
+    context, tab = _console(browser, stack, tmp_path, DESKTOP, cards=True)
     yield tab
     context.close()
 
@@ -90,7 +100,7 @@ def send(stack, audio: bytes, system: int, talkgroup: int = 100, alias: str = "E
     """Upload as SDRTrunk does. Each call starts 3 s after the one before (the same clip twice
     within upload.dedup_window_seconds would be a duplicate), so newest first is upload order."""
     global _last_start
-    _last_start = max(int(time.time()), _last_start + 3)
+    _last_start = max(after_every_call(stack) if not _last_start else 0, int(time.time()), _last_start + 3)
     return upload(
         stack, audio, system, talkgroup, key=ADMIN, source=next(_sources), when=_last_start, talkerAlias=alias
     )
@@ -172,7 +182,9 @@ def test_public_read_needs_no_key(browser, tmp_path, database_url):
         tab = Console(context.new_page(), server.url, tmp_path)
         tab.open("/")
         tab.wait_live()
-        tab.page.wait_for_selector("#feed article.card, p.note:has-text('No calls yet')", timeout=10_000)
+        tab.page.wait_for_selector(
+            "#feed article[data-call-id], p.note:has-text('No calls yet')", timeout=10_000
+        )
         assert not tab.page.locator("#key-dialog").is_visible()
         assert not [r.url for r in tab.requests if "x-api-key" in r.headers]
         assert tab.console_errors == []
@@ -338,6 +350,9 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
     console.open(f"/calls/{call}")
     console.enter_key(READER)
     page.wait_for_selector("h2:has-text('Raw and filtered text')", timeout=10_000)
+    # The debugging panels are closed under the transcript: open them all to read them.
+    for summary in page.locator("details.debug > summary").all():
+        summary.click()
     text = page.inner_text("#view")
     assert "FD Dispatch · County P25" in text and "E12 (" in text
     for removal in removed:
@@ -348,7 +363,7 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
     for name in ("audio_sha256", "received_at", "client_kind", "key_name", "frequency"):
         assert page.locator("dl.fields dt", has_text=name).count() == 1, name
     assert stored["audio_sha256"] in text
-    history = page.locator("section.panel:has(h2:text('Job history')) tbody tr")
+    history = page.locator(".panel:has(h2:text('Job history')) tbody tr")
     assert history.count() == len(done["history"])
     console.screenshot("call-page")
 
@@ -364,7 +379,7 @@ def test_call_page_shows_everything_stored_and_retranscribes_for_allowed_keys(co
     page.click("button:text('Re-transcribe')")
     page.wait_for_selector(".call-head .note:has-text('Job ')", timeout=10_000)
     console.wait_until(
-        """(n) => [...document.querySelectorAll("section.panel")].find((s) => s.querySelector("h2")?.textContent
+        """(n) => [...document.querySelectorAll(".panel")].find((s) => s.querySelector("h2")?.textContent
              === "Job history")?.querySelectorAll("tbody tr").length === n + 1""",
         len(done["history"]),
         timeout=120,
@@ -379,7 +394,7 @@ def test_units_and_tones_on_cards_and_call_page_and_a_unit_searches(console, wor
     and the call page (transcript under the radio on air), each a link to a ``unit:`` search. The
     tones are written to the row as the analyze task stores them (tone detection has its own tests)."""
     global _last_start
-    _last_start = max(int(time.time()), _last_start + 3)
+    _last_start = max(after_every_call(worker) if not _last_start else 0, int(time.time()), _last_start + 3)
     first, second = next(_sources), next(_sources)
     sources = [{"pos": 0.0, "src": first}, {"pos": 8.0, "src": second, "tag": "Ladder 9", "emergency": 1}]
     page = console.page
@@ -488,7 +503,7 @@ def test_scanner_mutes_holds_skips_replays_and_remembers(console, stack, systems
 
     # Hold talkgroup 301: a call on 303 is not played, the next one on 301 is.
     page.click("#hold")
-    assert page.inner_text("#hold") == "Held: TG 301"
+    assert page.inner_text("#hold") == "Held: FD Dispatch (TG 301)"
     page.click("#skip")  # stop the replay: the player is idle
     other = send(stack, audio, mine, talkgroup=303)
     console.card(other).wait_for(timeout=10_000)
@@ -503,7 +518,7 @@ def test_scanner_mutes_holds_skips_replays_and_remembers(console, stack, systems
     console.wait_live()
     assert page.get_attribute("#live-toggle", "aria-pressed") == "true"
     assert page.input_value("#volume") == "0.3"
-    assert page.inner_text("#hold") == "Held: TG 301"
+    assert page.inner_text("#hold") == "Held: FD Dispatch (TG 301)"
     console.card(muted).wait_for(timeout=10_000)
     assert "avoided" in console.card(muted).get_attribute("class")
     console.screenshot("scanner")
@@ -552,7 +567,7 @@ def test_usable_at_phone_width(phone, stack, systems):
     phone.enter_key(READER)
     phone.wait_live()
     pages = [
-        ("/", "phone-feed", f"article.card[data-call-id='{call}']"),
+        ("/", "phone-feed", f"#feed article[data-call-id='{call}']"),
         ("/search?q=PHONE1", "phone-search", f"#results article.card[data-call-id='{call}']"),
         (f"/calls/{call}", "phone-call", "h2:has-text('Stored fields')"),
         ("/talkgroups", "phone-talkgroups", "table.talkgroups"),
@@ -684,7 +699,7 @@ def test_cards_and_talkgroups_say_why_a_call_is_not_transcribed(console, stack, 
         console.wait_live()
         card = console.card(off)
         card.wait_for(timeout=10_000)
-        assert f"not transcribed: {reason}" in card.locator(".transcript").inner_text()
+        assert f"skipped: {reason}" in card.locator(".transcript").inner_text()
         console.screenshot("card-not-transcribed")
 
         console.open("/talkgroups")
@@ -698,3 +713,26 @@ def test_cards_and_talkgroups_say_why_a_call_is_not_transcribed(console, stack, 
     finally:
         stack.server.config_path.write_text(yaml.safe_dump(original))
         stack.server.proc.send_signal(signal.SIGHUP)
+
+
+@pytest.mark.worker
+def test_a_page_of_tones_alone_says_it_was_skipped_for_its_tones(console, worker, systems):
+    """A two-tone page with no speech: the worker skips it before any model time, and the list line
+    and the call page say so (the tones' own detection has its own tests)."""
+    call = send(worker, (CORPUS / "nospeech_two_tone_page.mp3").read_bytes(), systems[0], talkgroup=107)
+    done = worker.wait_call(call)
+    reason = done["latest_job"]["error"] or ""
+    assert done["latest_job"]["status"] == "skipped" and reason.startswith("only dispatch tones"), done
+    page = console.page
+    page.add_init_script("localStorage.setItem('rdio.scanner', JSON.stringify({ view: 'list' }))")
+    console.open("/")
+    console.enter_key(READER)
+    line = page.locator(f"#feed article.row[data-call-id='{call}'] .line-text")
+    line.wait_for(timeout=10_000)
+    assert line.inner_text() == f"skipped: {reason}"
+    console.open(f"/calls/{call}")
+    status = page.locator("section.panel:has(h2:text-is('Transcript')) p.status")
+    status.wait_for(timeout=10_000)
+    assert status.inner_text() == f"skipped: {reason}"
+    console.screenshot("skipped-tones")
+    assert console.console_errors == []

@@ -1,6 +1,7 @@
 """The console's Alerts page in a real Chromium: the rules (no secret on the page) and the
 deliveries with their attempts, linked to the call, after a real upload fired a rule and a real
-Celery ``alerts`` worker delivered it to a local receiver (the second attempt, the first got 500)."""
+Celery ``alerts`` worker delivered it to a local receiver (the second attempt, the first got 500);
+and the live feed marking the calls that fired a rule, each mark a link to the call's deliveries."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from rdio_tasks.celery_app import worker_argv
-from tests.browser import Console, chromium, console_stack, upload
+from tests.browser import Console, after_every_call, chromium, console_stack, upload
 from tests.helpers import REPO
 from tests.stack import ADMIN, READER
 from tests.test_alerts import SECRET, Receiver, hook
@@ -42,7 +43,8 @@ def stack(tmp_path_factory, database_url, receiver):
                 "talkgroups": [777],
                 "cooldown_seconds": 60,
                 "actions": [hook(receiver, "/page")],
-            }
+            },
+            {"name": "harbor watch", "talkgroups": [778], "actions": [hook(receiver, "/harbor")]},
         ],
     }
     s.server.config_path.write_text(yaml.safe_dump(s.config))
@@ -94,4 +96,41 @@ def test_alerts_page_lists_rules_and_deliveries_with_attempts(stack, receiver, t
         tab.page.wait_for_url(f"**/calls/{call_id}", timeout=10_000)
         assert not tab.console_errors, tab.console_errors
         assert tab.foreign_requests() == []
+        context.close()
+
+
+def test_feed_marks_a_call_that_fired_an_alert_and_links_to_it(stack, receiver, tmp_path):
+    system = fresh_system()
+    audio = (CORPUS / "ldc93s1_16k_radio.mp3").read_bytes()
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        tab = Console(context.new_page(), stack.server.url, tmp_path)
+        tab.open("/")
+        tab.enter_key(READER)
+        tab.wait_live()
+        # Live: the call arrives on the stream, its rule fires on the alerts worker, the mark follows.
+        start = after_every_call(stack)  # newest in the feed, whatever other modules stored
+        fired = upload(stack, audio, system, 778, ADMIN, when=start)
+        quiet = upload(stack, audio, system, 779, ADMIN, when=start + 3)
+        line = tab.page.locator(f"#feed article.row[data-call-id='{fired}']")
+        line.locator("a.alerted").wait_for(timeout=30_000)
+        assert "harbor watch" in line.locator("a.alerted").inner_text()
+        assert tab.page.locator(f"#feed article.row[data-call-id='{quiet}'] a.alerted").count() == 0
+        tab.screenshot("feed-alert-mark")
+        # Cards mark it too, after a reload (read from the deliveries, not only live).
+        tab.page.click(".view-switch button[data-view=cards]")
+        tab.page.reload()
+        tab.wait_live()
+        tab.card(fired).locator("a.alerted").wait_for(timeout=10_000)
+        # The mark leads to this call's deliveries.
+        tab.card(fired).locator("a.alerted").click()
+        tab.page.wait_for_url(f"**/alerts?call_id={fired}", timeout=10_000)
+        rows = tab.page.locator("table.alert-deliveries tr[data-delivery]")
+        rows.first.wait_for(timeout=10_000)
+        assert rows.count() == 1 and "harbor watch" in rows.first.inner_text()
+        assert f"call {fired}" in rows.first.inner_text()
+        # And the call page shows the same mark.
+        tab.open(f"/calls/{fired}")
+        tab.page.locator(".call-head a.alerted").wait_for(timeout=10_000)
+        assert not tab.console_errors, tab.console_errors
         context.close()

@@ -3,6 +3,8 @@ filters, order, cursors, snippets, key grants, and the index kept in step with t
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from sqlalchemy import update
@@ -185,3 +187,54 @@ def test_a_word_with_digits_is_one_phrase(server, db_engine):
     transcribe(db_engine, wanted, "switch to phone1 for the update")
     transcribe(db_engine, other, "phone line is down at station 19")
     assert ids(find(server, "PHONE1", system=system)) == [wanted]
+
+
+def _labelled(server, system: int, talkgroup: int, label: str, source: int) -> int:
+    """An upload with its own talkgroup label, a minute from any other (never a duplicate)."""
+    when = int(time.time()) - 3600 + 60 * (source % 50)
+    fields = [
+        (k, v)
+        for k, v in sdrtrunk_fields(system, talkgroup=talkgroup, source=source, when=when)
+        if k != "talkgroupLabel"
+    ]
+    r = post(
+        server,
+        [*fields, ("talkgroupLabel", label)],
+        clip("speech_sdrtrunk.mp3"),
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_transcript_matches_rank_above_label_only_matches(server, db_engine):
+    """A word in a talkgroup's name matches all its calls; the call whose transcript said the word
+    comes first in relevance order, its snippet marked. (The label-only document is the shorter
+    one, which the index alone ranks higher.)"""
+    system = fresh_system()
+    said = _labelled(server, system, 1, "FD Dispatch", 7301)
+    transcribe(db_engine, said, "the boat is tied up at the harbor entrance by the fuel dock now")
+    named = [_labelled(server, system, 2, "Harbor Tower", 7302 + n) for n in range(3)]
+    for call_id in named:
+        transcribe(db_engine, call_id, "copy")
+    body = find(server, "harbor", system=system, order="relevance")
+    assert ids(body) == [said, *sorted(named, reverse=True)]
+    assert "<mark>harbor</mark>" in body["results"][0]["snippet"]
+    # Newest first is still newest first.
+    assert ids(find(server, "harbor", system=system)) == [*sorted(named, reverse=True), said]
+    # Pages of the relevance order follow on from each other.
+    first = find(server, "harbor", system=system, order="relevance", limit=2)
+    rest = find(server, "harbor", system=system, order="relevance", limit=2, cursor=first["next_cursor"])
+    assert ids(first) + ids(rest) == ids(body)
+
+
+def test_a_radio_id_matches_as_a_unit_not_as_digits_inside_words(server, db_engine):
+    system = fresh_system()
+    radio = upload(server, system, talkgroup=1, source=73127)
+    inside = upload(server, system, talkgroup=2, source=5001)
+    transcribe(db_engine, radio, "copy that")
+    transcribe(db_engine, inside, "medic573127 is on scene with engine 731270")
+    assert ids(find(server, "73127", system=system)) == [radio]
+    assert ids(find(server, "73127", system=system, order="relevance")) == [radio]
+    # A number no radio used is still searched in the text, digits and all.
+    assert ids(find(server, "731270", system=system)) == [inside]

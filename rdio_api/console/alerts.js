@@ -1,9 +1,11 @@
 // Alerts: the configured rules (targets redacted by the server) and the recent deliveries, each
-// with every attempt, linked to its call. ?rule=NAME shows one rule's deliveries. The list is read
+// with every attempt, linked to its call. ?rule=NAME shows one rule's deliveries, ?call_id=ID one
+// call's (where the feed's alert mark leads). The list is read
 // again every few seconds while the page is open: deliveries are retried in the background.
 
 import { api, query } from "./api.js";
 import { clear, h, when } from "./dom.js";
+import { labelCells } from "./format.js";
 
 const REFRESH_MS = 5000;
 
@@ -26,7 +28,7 @@ function rulesTable(rules, selected) {
   return h(
     "div.table-wrap",
     {},
-    h(
+    labelCells(h(
       "table.alert-rules",
       {},
       h("thead", {}, h("tr", {}, ["rule", "fires at", "when", "cooldown", "actions"].map((c) => h("th", { scope: "col" }, c)))),
@@ -54,7 +56,7 @@ function rulesTable(rules, selected) {
           ),
         ),
       ),
-    ),
+    )),
   );
 }
 
@@ -101,17 +103,20 @@ function deliveriesTable(deliveries) {
   return h(
     "div.table-wrap",
     {},
-    h(
-      "table.alert-deliveries",
-      {},
-      h("thead", {}, h("tr", {}, ["fired", "rule", "call", "matched", "action", "status"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, deliveries.map(deliveryRows)),
+    labelCells(
+      h(
+        "table.alert-deliveries",
+        {},
+        h("thead", {}, h("tr", {}, ["fired", "rule", "call", "matched", "action", "status"].map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, deliveries.map(deliveryRows)),
+      ),
     ),
   );
 }
 
 export function alertsView(root, params) {
   const rule = params.get("rule") || "";
+  const callId = /^\d+$/.test(params.get("call_id") || "") ? params.get("call_id") : "";
   let alive = true;
   let timer = null;
   let rules = null;
@@ -127,8 +132,12 @@ export function alertsView(root, params) {
     h(
       "section.panel",
       {},
-      h("h2", {}, rule ? `Deliveries of “${rule}”` : "Recent deliveries"),
-      rule ? h("p", {}, h("a", { href: "/alerts", "data-link": "" }, "All rules")) : null,
+      h(
+        "h2",
+        {},
+        [rule ? `Deliveries of “${rule}”` : callId ? "Deliveries" : "Recent deliveries", callId ? ` for call ${callId}` : ""].join(""),
+      ),
+      rule || callId ? h("p", {}, h("a", { href: "/alerts", "data-link": "" }, "All deliveries")) : null,
       deliveriesBox,
       more,
     ),
@@ -143,7 +152,7 @@ export function alertsView(root, params) {
 
   async function load(cursor) {
     try {
-      const page = await api(`/api/alerts/deliveries${query({ rule, cursor })}`);
+      const page = await api(`/api/alerts/deliveries${query({ rule, call_id: callId, cursor })}`);
       if (!alive) return;
       if (cursor) pages.push(page.deliveries);
       else pages = [page.deliveries];

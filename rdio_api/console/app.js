@@ -3,7 +3,7 @@
 
 import { alertsView } from "./alerts.js";
 import { askForKey, forgetKey, storedKey } from "./api.js";
-import { installCardHandlers, refreshTranscripts, syncCards } from "./cards.js";
+import { installCardHandlers, refreshTranscripts, syncCards, talkgroupHold } from "./cards.js";
 import { feedView, onLiveCall, reloadFeed } from "./feed.js";
 import { callView } from "./callpage.js";
 import { navigate } from "./nav.js";
@@ -26,10 +26,24 @@ function route() {
   if (path === "/talkgroups") return ["talkgroups", () => talkgroupsView(view)];
   if (path === "/alerts") return ["alerts", () => alertsView(view, new URLSearchParams(location.search))];
   if (path === "/") return ["feed", () => feedView(view)];
+  // The server answers an unknown path a browser asks for with this page (status 404).
   const missing = () =>
     view.replaceChildren(
-      h("p.error", {}, `No page at ${path}.`),
-      h("a", { href: "/", "data-link": "" }, "Back to the live feed"),
+      h(
+        "section.not-found",
+        {},
+        h("h1", {}, "Page not found"),
+        h("p", {}, "Nothing is at ", h("code", {}, path), "."),
+        h(
+          "p",
+          {},
+          h("a", { href: "/", "data-link": "" }, "Live feed"),
+          " · ",
+          h("a", { href: "/search", "data-link": "" }, "Search"),
+          " · ",
+          h("a", { href: "/talkgroups", "data-link": "" }, "Talkgroups"),
+        ),
+      ),
     );
   return ["", missing];
 }
@@ -62,7 +76,8 @@ function syncBar() {
   $("live-toggle").setAttribute("aria-pressed", String(live));
   $("play-pause").textContent = player.playing ? "Pause" : "Play";
   const hold = prefs.hold;
-  $("hold").textContent = hold ? `Held: TG ${hold.talkgroup}` : "Hold";
+  $("hold").textContent = hold ? `Held: ${hold.label}` : "Hold";
+  $("hold").title = hold ? "Release the hold" : "Hold the talkgroup now playing";
   $("hold").setAttribute("aria-pressed", String(Boolean(hold)));
   const call = player.current;
   $("now-playing").textContent = player.error
@@ -82,8 +97,7 @@ $("skip").addEventListener("click", () => player.skip());
 $("replay").addEventListener("click", () => player.replay());
 $("hold").addEventListener("click", () => {
   const call = player.current;
-  if (prefs.hold || !call) toggleHold(undefined);
-  else toggleHold(call.system, call.talkgroup);
+  toggleHold(prefs.hold || !call ? null : talkgroupHold(call));
 });
 $("volume").addEventListener("input", (e) => player.setVolume(Number(e.target.value)));
 $("key-button").addEventListener("click", async () => {

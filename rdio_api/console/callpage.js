@@ -1,14 +1,17 @@
-// One call, everything stored about it: its fields, the radios that transmitted (each segment of
-// the transcript under the radio on air, each radio a link to its other calls), its dispatch
-// tones, a player and clickable segments, the model's raw text next to the filtered one with every
-// removal and its reason, the job's facts and history, and a re-transcribe button (the server
-// decides whether this key may).
+// One call, everything stored about it: when (date, local time and zone), the frequency in MHz,
+// the radios that transmitted (each segment of the transcript under the radio on air, each radio a
+// link to its other calls), its dispatch tones, a player and clickable segments, copy-link and
+// download buttons. Below, collapsed (for whoever debugs a transcript, not for the listener): the
+// model's raw text next to the filtered one with every removal and its reason, the job's facts and
+// history, the fields as stored; and a re-transcribe button (the server decides whether this key may).
 
 import { ApiError, api } from "./api.js";
-import { toneText, tonesNode, transcriptNode, unitLink, unitsNode } from "./cards.js";
+import { alertMark, toneText, tonesNode, transcriptNode, unitLink, unitsNode, whyNoTranscript } from "./cards.js";
+import { frequencyText, fullDateTime, labelCells, paintTalkgroup } from "./format.js";
+import { copyLink, downloadAudio } from "./share.js";
 import { player } from "./player.js";
-import { bus, putCall, segmentsOf, systemLabels } from "./store.js";
-import { clear, h, seconds, systemName, talkgroupName, unitName, when } from "./dom.js";
+import { alertsOf, bus, putCall, segmentsOf, systemLabels } from "./store.js";
+import { clear, h, seconds, systemName, talkgroupName, unitName } from "./dom.js";
 
 function value(v) {
   if (v === null || v === undefined || v === "") return h("span.none", {}, "—");
@@ -30,17 +33,24 @@ function table(rows, columns) {
   return h(
     "div.table-wrap",
     {},
-    h(
-      "table",
-      {},
-      h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, cols.map((c) => h("td", {}, value(r[c])))))),
+    labelCells(
+      h(
+        "table",
+        {},
+        h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, rows.map((r) => h("tr", {}, cols.map((c) => h("td", {}, value(r[c])))))),
+      ),
     ),
   );
 }
 
 function section(title, ...children) {
   return h("section.panel", {}, h("h2", {}, title), ...children);
+}
+
+/** A panel for debugging, closed until asked for: the listener reads the transcript above it. */
+function debugSection(title, ...children) {
+  return h("details.panel.debug", {}, h("summary", {}, h("h2", {}, title)), ...children);
 }
 
 function jobFacts(job) {
@@ -94,11 +104,13 @@ function transmissionsTable(call, transmissions) {
   return h(
     "div.table-wrap",
     {},
-    h(
-      "table.transmissions",
-      {},
-      h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, rows),
+    labelCells(
+      h(
+        "table.transmissions",
+        {},
+        h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+        h("tbody", {}, rows),
+      ),
     ),
   );
 }
@@ -132,13 +144,13 @@ function transcriptSections(call, body, attributed) {
       "Transcript",
       done
         ? transcriptNode(call, attributed?.length === done.segments?.length ? attributed : done.segments)
-        : h("p.status", {}, `Latest job: ${latest.status}${latest.error ? ` (${latest.error})` : ""}`),
+        : h("p.status", {}, whyNoTranscript({ ...call, transcription_note: latest.error })),
     ),
   );
   if (done) {
     const removed = Array.isArray(result.removed) ? result.removed : [];
     out.push(
-      section(
+      debugSection(
         "Raw and filtered text",
         h(
           "div.compare",
@@ -154,11 +166,11 @@ function transcriptSections(call, body, attributed) {
         result.language_note ? h("p.note", {}, `Language: ${result.language_note}`) : null,
       ),
     );
-    out.push(section("Transcription job", jobFacts(done)));
+    out.push(debugSection("Transcription job", jobFacts(done)));
   }
-  if (latest && latest.id !== done?.id) out.push(section(`Latest job (${latest.status})`, jobFacts(latest)));
+  if (latest && latest.id !== done?.id) out.push(debugSection(`Latest job (${latest.status})`, jobFacts(latest)));
   out.push(
-    section(
+    debugSection(
       "Job history",
       table(
         body.history.map((j) => ({ job: j.id, status: j.status, finished: j.finished_at })),
@@ -180,7 +192,12 @@ export function callView(root, callId) {
 
   async function load() {
     try {
-      const [full, labels] = await Promise.all([api(`/api/calls/${callId}`), systemLabels()]);
+      const [full, labels, fired] = await Promise.all([
+        api(`/api/calls/${callId}`),
+        systemLabels(),
+        api(`/api/alerts/deliveries?call_id=${callId}`).catch(() => null),
+      ]);
+      if (fired?.deliveries.length) alertsOf.set(callId, [...new Set(fired.deliveries.map((d) => d.rule))]);
       const transcription = await api(`/api/calls/${callId}/transcription`).catch((e) => {
         if (e instanceof ApiError && e.status === 404) return null;
         throw e;
@@ -204,40 +221,51 @@ export function callView(root, callId) {
   }
 
   function render(full, labels, transcription) {
+    const frequency = frequencyText(full.frequency);
     clear(
       head,
       h("h1", {}, `${talkgroupName(full)} · ${systemName(full, labels)}`),
       h(
         "p.meta",
         {},
-        [when(full.date_time), unitName(full), full.duration_seconds != null ? seconds(full.duration_seconds) : ""]
+        h("time", { datetime: full.date_time, title: full.date_time }, fullDateTime(full.date_time)),
+        [frequency, `TG ${full.talkgroup}`, unitName(full), full.duration_seconds != null ? seconds(full.duration_seconds) : ""]
           .filter(Boolean)
-          .join(" · "),
+          .map((part) => h("span", {}, part)),
+        alertMark(call),
       ),
       h(
         "div.actions",
         {},
         h("button.play", { type: "button", onclick: () => player.play(call) }, "▶ Play"),
+        h("button.copy-link", { type: "button", onclick: () => copyLink(call) }, "Copy link"),
+        h("button.download", { type: "button", onclick: () => downloadAudio(call) }, "Download audio"),
         retranscribe,
       ),
       h("p.units", {}, unitsNode(full), tonesNode(full)),
       jobNote,
     );
+    paintTalkgroup(head, full);
     const listed = (rows) => Array.isArray(rows) && rows.length > 0;
     const units = listed(full.transmissions)
       ? transmissionsTable(call, full.transmissions)
       : h("p.note", {}, unitName(full) || "No unit list.");
     const shown = ["sources", "frequencies", "meta", "transmissions", "segments", "units", "tones"];
     const rest = Object.entries(full).filter(([k]) => !shown.includes(k));
+    const [transcript, ...debug] = transcriptSections(call, transcription, full.segments);
+    const frequencies = listed(full.frequencies)
+      ? full.frequencies.map((f) => (typeof f.freq === "number" ? { ...f, freq: frequencyText(f.freq) } : f))
+      : null;
     clear(
       body,
-      ...transcriptSections(call, transcription, full.segments),
+      transcript,
       section("Units", units),
       tonesSection(full),
-      listed(full.sources) ? section("Sources as sent", table(full.sources)) : null,
-      listed(full.frequencies) ? section("Frequencies", table(full.frequencies)) : null,
-      section("Stored fields", definitionList(rest)),
-      full.meta ? section("Recorder metadata", h("details", {}, h("summary", {}, "meta"), value(full.meta))) : null,
+      ...debug,
+      listed(full.sources) ? debugSection("Sources as sent", table(full.sources)) : null,
+      frequencies ? debugSection("Frequencies", table(frequencies)) : null,
+      debugSection("Stored fields", definitionList(rest)),
+      full.meta ? debugSection("Recorder metadata", value(full.meta)) : null,
     );
   }
 

@@ -1,12 +1,20 @@
-// The live feed: the newest calls first, cards inserted as calls arrive on the event stream. The
-// feed's calls live in this module, so leaving for the search page and coming back keeps them.
-// A card arrives before its tones are analysed (at upload, on the alerts queue); when its
-// transcript event comes (analysis runs first) the call is read once more for its tones.
+// The live feed: the newest calls first, inserted as calls arrive on the event stream. One line per
+// call by default (a scanner's call list: more calls on a screen), cards as an option the listener's
+// prefs keep. The feed's calls live in this module, so leaving for the search page and coming back
+// keeps them. A call arrives before its tones are analysed (at upload, on the alerts queue); when
+// its transcript event comes (analysis runs first) the call is read once more for its tones. Calls
+// that fired an alert rule are marked, linked to their deliveries.
 
 import { ApiError, api, query } from "./api.js";
-import { callCard } from "./cards.js";
-import { bus, calls, dropCall, putCall, systemLabels } from "./store.js";
+import { callCard, callRow, refreshAlerts, swap } from "./cards.js";
+import { prefs, prefsChanged, savePrefs } from "./prefs.js";
+import { bus, calls, dropCall, loadAlerts, putCall, systemLabels } from "./store.js";
 import { clear, h } from "./dom.js";
+
+const ALERTS_EVERY_MS = 30_000;
+// A delivery is written by the alerts worker a moment after the call or transcript it fired on:
+// read twice after an event, then the half-minute poll catches a slow one.
+const ALERTS_AFTER_EVENT_MS = [1500, 6000];
 
 const PAGE = 50;
 const MAX_CARDS = 500; // a day-long open tab should not grow without bound
@@ -52,7 +60,7 @@ async function loadOlder() {
 export function onLiveCall(call) {
   feed.add(call.id);
   if (mounted) {
-    const card = callCard(call, { labels: mounted.labels });
+    const card = shown(call, mounted.labels);
     card.classList.add("arrived");
     const after = [...mounted.list.children].find((el) => {
       const other = calls.get(Number(el.dataset.callId));
@@ -84,17 +92,38 @@ async function refreshTones(callId) {
     return; // the card keeps what it had; the call page reads everything anyway
   }
   if (!Array.isArray(call.tones) || !call.tones.length || !mounted) return;
-  mounted.list
-    .querySelector(`article[data-call-id="${callId}"]`)
-    ?.replaceWith(callCard(call, { labels: mounted.labels }));
+  const old = mounted.list.querySelector(`article[data-call-id="${callId}"]`);
+  if (old) swap(old, shown(call, mounted.labels));
 }
 
 bus.addEventListener("transcript", (e) => refreshTones(e.detail.callId));
 
+/** A call as the feed shows it now: one line, or a card. */
+function shown(call, labels) {
+  return prefs.view === "cards" ? callCard(call, { labels }) : callRow(call);
+}
+
+let alertTimers = [];
+
+/** Read the alert marks a moment after a call or transcript event (a burst of events, one read
+ * at each delay after its last event). */
+function alertsSoon() {
+  if (!mounted) return;
+  for (const timer of alertTimers) clearTimeout(timer);
+  alertTimers = ALERTS_AFTER_EVENT_MS.map((ms) => setTimeout(loadAlerts, ms));
+}
+
+bus.addEventListener("alerts", (e) => refreshAlerts(e.detail.callIds));
+bus.addEventListener("transcript", alertsSoon);
+bus.addEventListener("call", (e) => e.detail.live && alertsSoon());
+
 function renderAll() {
   const { list, more, note, labels } = mounted;
   const items = ordered();
-  clear(list, items.map((call) => callCard(call, { labels })));
+  list.className = prefs.view === "cards" ? "cards" : "rows";
+  const menuOf = list.querySelector("details.menu[open]")?.closest("article")?.dataset.callId;
+  clear(list, items.map((call) => shown(call, labels)));
+  if (menuOf) list.querySelector(`article[data-call-id="${menuOf}"] details.menu`)?.setAttribute("open", "");
   more.hidden = !nextCursor;
   more.disabled = false;
   if (status === "loading") note.textContent = "Loading…";
@@ -103,19 +132,47 @@ function renderAll() {
   note.classList.toggle("error", status !== "ready" && status !== "loading");
 }
 
+function viewSwitch() {
+  const choice = (view, label) =>
+    h(
+      "button.toggle",
+      {
+        type: "button",
+        "aria-pressed": String(prefs.view === view),
+        dataset: { view },
+        onclick: () => savePrefs({ view }),
+      },
+      label,
+    );
+  return h("div.view-switch", { role: "group", "aria-label": "Feed layout" }, choice("list", "List"), choice("cards", "Cards"));
+}
+
 export function feedView(root) {
-  const list = h("div.cards", { id: "feed" });
+  const list = h("div.rows", { id: "feed" });
   const more = h("button.more", { type: "button", onclick: loadOlder }, "Older calls");
   const note = h("p.note", { role: "status" });
-  clear(root, h("h1.visually-hidden", {}, "Live feed"), note, list, more);
+  const toolbar = h("div.feed-tools", {}, viewSwitch());
+  clear(root, h("h1.visually-hidden", {}, "Live feed"), toolbar, note, list, more);
   mounted = { list, more, note, labels: null };
+  let view = prefs.view;
+  const onPrefs = () => {
+    if (!mounted || prefs.view === view) return;
+    view = prefs.view;
+    toolbar.replaceChildren(viewSwitch());
+    renderAll();
+  };
+  prefsChanged.addEventListener("change", onPrefs);
   renderAll();
   systemLabels().then((labels) => {
     if (!mounted || mounted.list !== list) return;
     mounted.labels = labels;
     renderAll();
   });
+  loadAlerts();
+  const timer = setInterval(loadAlerts, ALERTS_EVERY_MS);
   return () => {
     mounted = null;
+    clearInterval(timer);
+    prefsChanged.removeEventListener("change", onPrefs);
   };
 }

@@ -1,5 +1,7 @@
 // Full-text search over transcripts, labels and unit ids. The form's state is the URL
-// (/search?q=…&system=…), so a result page is a link that survives a reload or a share.
+// (/search?q=…&system=…), so a result page is a link that survives a reload or a share. Words that
+// name a talkgroup (its number, label, name or tag) also list the talkgroup itself above the calls,
+// a link to browse its calls: what a scanner user typing "52198" or "fire disp" is looking for.
 
 import { api, query } from "./api.js";
 import { callCard } from "./cards.js";
@@ -27,6 +29,48 @@ async function fillTalkgroups(select, system, selected) {
   if (selected && select.value !== String(selected)) select.append(option(selected, `TG ${selected}`, selected));
 }
 
+/** Talkgroups the words name: the number exactly, or the words inside the label, name or tag. */
+export function talkgroupsNamed(q, talkgroups) {
+  const words = q.trim().toLowerCase().replace(/"/g, "");
+  if (!words || words.includes(":")) return [];
+  if (/^\d+$/.test(words)) return talkgroups.filter((t) => String(t.talkgroup) === words);
+  return talkgroups.filter((t) =>
+    [t.label, t.name, t.tag].some((v) => typeof v === "string" && v.toLowerCase().includes(words)),
+  );
+}
+
+const MAX_TALKGROUPS_FOUND = 8;
+
+async function fillFoundTalkgroups(box, q, system, labels) {
+  const body = await api(`/api/talkgroups${query({ system })}`).catch(() => ({ talkgroups: [] }));
+  const named = talkgroupsNamed(q, body.talkgroups);
+  const found = named.slice(0, MAX_TALKGROUPS_FOUND);
+  if (!found.length) return;
+  clear(
+    box,
+    h("h2", {}, found.length === 1 ? "Talkgroup" : "Talkgroups"),
+    h(
+      "ul",
+      {},
+      found.map((t) =>
+        h(
+          "li",
+          { dataset: { system: t.system, talkgroup: t.talkgroup } },
+          h(
+            "a",
+            { href: `/search${query({ system: t.system, talkgroup: t.talkgroup })}`, "data-link": "" },
+            `${t.label || t.name || `TG ${t.talkgroup}`} (TG ${t.talkgroup})`,
+          ),
+          ` · ${labels?.get(t.system) || `System ${t.system}`}`,
+          typeof t.call_count === "number" ? ` · ${t.call_count} calls` : "",
+        ),
+      ),
+    ),
+    named.length > found.length ? h("p.note", {}, `and ${named.length - found.length} more: add words to narrow them`) : null,
+  );
+  box.hidden = false;
+}
+
 export function searchView(root, params) {
   const p = Object.fromEntries(FIELDS.map((f) => [f, params.get(f) || ""]));
   const q = h("input", {
@@ -49,7 +93,7 @@ export function searchView(root, params) {
     "select",
     { name: "order", "aria-label": "Order" },
     option("newest", "newest first", p.order || "newest"),
-    option("relevance", "most relevant", p.order),
+    option("relevance", "most relevant (transcripts first)", p.order),
   );
   const form = h(
     "form.search",
@@ -69,12 +113,14 @@ export function searchView(root, params) {
   const note = h("p.note", { role: "status" });
   const list = h("div.cards", { id: "results" });
   const more = h("button.more", { type: "button", hidden: true }, "More results");
-  clear(root, h("h1.visually-hidden", {}, "Search"), form, note, list, more);
+  const found = h("section.found-talkgroups", { hidden: true });
+  clear(root, h("h1.visually-hidden", {}, "Search"), form, found, note, list, more);
 
   let alive = true;
   let labels = null;
   systemLabels().then((map) => {
     labels = map;
+    if (alive && p.q) fillFoundTalkgroups(found, p.q, p.system, map);
     if (!alive) return;
     const choices = [...map].map(([id, label]) => option(id, label || `System ${id}`, p.system));
     clear(system, option("", "any system", p.system), choices);
@@ -110,11 +156,12 @@ export function searchView(root, params) {
         ? await api(`/api/search${query({ ...p, cursor, limit: 25 })}`)
         : await api(`/api/calls${query({ system: s, talkgroup: t, since: from, until: to, cursor, limit: 25 })}`);
       if (!alive) return;
-      for (const result of body.results || body.calls.map((call) => ({ call }))) {
+      const results = body.results || body.calls.map((call) => ({ call }));
+      for (const result of results) {
         const call = putCall(result.call);
         list.append(callCard(call, { labels, snippet: result.snippet }));
       }
-      shown += body.results.length;
+      shown += results.length;
       const count = `${shown} call${shown === 1 ? "" : "s"}${body.next_cursor ? " so far" : ""}`;
       note.textContent = shown ? count : "No calls match.";
       more.hidden = !body.next_cursor;

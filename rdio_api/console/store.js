@@ -78,3 +78,34 @@ export function systemLabels() {
   );
   return systemsPromise;
 }
+
+// Calls that fired an alert rule: call id -> the rules' names, from the newest deliveries. The
+// feed reads them when it opens, a moment after each call or transcript event (a rule fires at
+// upload or once the transcript is stored) and every half minute (deliveries come from workers).
+export const alertsOf = new Map();
+const ALERT_PAGE = 200;
+let alertsPending = null;
+
+/** Read the newest deliveries; emits "alerts" {callIds} for the calls whose marks changed. */
+export function loadAlerts() {
+  alertsPending ??= api(`/api/alerts/deliveries?limit=${ALERT_PAGE}`)
+    .then((body) => {
+      const fresh = new Map();
+      for (const d of body.deliveries) {
+        const rules = fresh.get(d.call_id) || [];
+        if (!rules.includes(d.rule)) rules.push(d.rule);
+        fresh.set(d.call_id, rules);
+      }
+      const changed = [];
+      for (const [callId, rules] of fresh) {
+        if ((alertsOf.get(callId) || []).join("\n") !== rules.join("\n")) changed.push(callId);
+        alertsOf.set(callId, rules);
+      }
+      if (changed.length) emit("alerts", { callIds: changed });
+    })
+    .catch(() => {}) // no alerts to mark is not worth an error on the feed
+    .finally(() => {
+      alertsPending = null;
+    });
+  return alertsPending;
+}

@@ -1,8 +1,19 @@
 // Systems and talkgroups this key may see, with call counts and last activity where the API gives
-// them, and the scanner's hold/mute choices for each. A name links to a search on it.
+// them, and the scanner's hold/mute choices for each system, talkgroup, tag and group. A name links
+// to a search on it. A talkgroup whose calls are stored but not transcribed says so.
 
 import { api, query } from "./api.js";
-import { prefs, prefsChanged, tgKey, toggleAvoidSystem, toggleAvoidTalkgroup, toggleHold } from "./prefs.js";
+import {
+  prefs,
+  prefsChanged,
+  sameHold,
+  tagKey,
+  tgKey,
+  toggleAvoidSystem,
+  toggleAvoidTag,
+  toggleAvoidTalkgroup,
+  toggleHold,
+} from "./prefs.js";
 import { clear, h, when } from "./dom.js";
 
 // Field names read from /api/systems and /api/talkgroups items, when the server sends them.
@@ -14,12 +25,43 @@ function activity(item) {
   const last = item[LAST];
   return [
     h("td.num", {}, typeof count === "number" ? String(count) : "—"),
-    h("td", {}, last ? h("time", { datetime: last, title: last }, when(last)) : "—"),
+    h("td.last", {}, last ? h("time", { datetime: last, title: last }, when(last)) : "—"),
   ];
 }
 
 function toggle(label, on, action) {
   return h("button.toggle", { type: "button", "aria-pressed": String(on), onclick: action }, label);
+}
+
+/** Hold/mute for every tag and group the talkgroups carry (across systems, as scanners do). */
+function tagsPanel(talkgroups) {
+  const found = new Map();
+  for (const t of talkgroups) {
+    if (t.tag) found.set(tagKey("tag", t.tag), ["tag", t.tag]);
+    if (t.group) found.set(tagKey("group", t.group), ["group", t.group]);
+  }
+  if (!found.size) return null;
+  return h(
+    "section.panel.tags",
+    {},
+    h("h2", {}, "Tags and groups"),
+    h(
+      "ul.tag-list",
+      {},
+      [...found].sort().map(([key, [kind, value]]) => {
+        const hold = { kind, value, label: `${kind} ${value}` };
+        const held = sameHold(prefs.hold, hold);
+        const muted = prefs.avoidTags.includes(key);
+        return h(
+          "li",
+          { dataset: { tag: key } },
+          h("span", {}, `${kind} `, h("strong", {}, value)),
+          toggle(held ? "Held" : "Hold", held, () => toggleHold(hold)),
+          toggle(muted ? "Muted" : "Mute", muted, () => toggleAvoidTag(kind, value)),
+        );
+      }),
+    ),
+  );
 }
 
 function render(root, systems, talkgroups) {
@@ -37,6 +79,8 @@ function render(root, systems, talkgroups) {
     [...bySystem].map(([id, tgs]) => {
       const system = labels.get(id) || { id };
       const sysMuted = prefs.avoidSystems.includes(id);
+      const sysHold = { kind: "system", system: id, label: system.label || `System ${id}` };
+      const sysHeld = sameHold(prefs.hold, sysHold);
       const tagged = tgs.some((t) => t.tag || t.group); // an empty column costs a phone 80 px
       return h(
         "section.panel",
@@ -56,7 +100,12 @@ function render(root, systems, talkgroups) {
             typeof system[COUNT] === "number" ? `${system[COUNT]} calls` : "",
             system[LAST] ? ` · last ${when(system[LAST])}` : "",
           ),
-          toggle(sysMuted ? "Muted" : "Mute", sysMuted, () => toggleAvoidSystem(id)),
+          h(
+            "span.actions",
+            {},
+            toggle(sysHeld ? "Held" : "Hold", sysHeld, () => toggleHold(sysHold)),
+            toggle(sysMuted ? "Muted" : "Mute", sysMuted, () => toggleAvoidSystem(id)),
+          ),
         ),
         h(
           "div.table-wrap",
@@ -70,9 +119,15 @@ function render(root, systems, talkgroups) {
               h(
                 "tr",
                 {},
-                ["TG", "name", tagged ? "tag / group" : null, ...(hasActivity ? ["calls", "last call"] : []), ""]
+                [
+                  ["TG", "num"],
+                  ["name", ""],
+                  tagged ? ["tag / group", "tags"] : null,
+                  ...(hasActivity ? [["calls", "num"], ["last call", "last"]] : []),
+                  ["", "actions"],
+                ]
                   .filter((c) => c !== null)
-                  .map((c) => h("th", { scope: "col" }, c)),
+                  .map(([c, cls]) => h(cls ? `th.${cls}` : "th", { scope: "col" }, c)),
               ),
             ),
             h(
@@ -80,7 +135,9 @@ function render(root, systems, talkgroups) {
               {},
               tgs.map((t) => {
                 const muted = prefs.avoidTalkgroups.includes(tgKey(id, t.talkgroup));
-                const held = prefs.hold?.system === id && prefs.hold?.talkgroup === t.talkgroup;
+                const name = t.label || t.name || `TG ${t.talkgroup}`;
+                const hold = { kind: "talkgroup", system: id, talkgroup: t.talkgroup, label: `${name} (TG ${t.talkgroup})` };
+                const held = sameHold(prefs.hold, hold);
                 return h(
                   "tr",
                   { dataset: { talkgroup: t.talkgroup } },
@@ -91,7 +148,7 @@ function render(root, systems, talkgroups) {
                     h(
                       "a",
                       { href: `/search${query({ system: id, talkgroup: t.talkgroup })}`, "data-link": "" },
-                      t.label || t.name || `TG ${t.talkgroup}`,
+                      name,
                     ),
                     t.transcribed === false
                       ? h(
@@ -101,12 +158,12 @@ function render(root, systems, talkgroups) {
                         )
                       : null,
                   ),
-                  tagged ? h("td", {}, [t.tag, t.group].filter(Boolean).join(" / ")) : null,
+                  tagged ? h("td.tags", {}, [t.tag, t.group].filter(Boolean).join(" / ")) : null,
                   hasActivity ? activity(t) : null,
                   h(
                     "td.actions",
                     {},
-                    toggle(held ? "Held" : "Hold", held, () => toggleHold(id, t.talkgroup)),
+                    toggle(held ? "Held" : "Hold", held, () => toggleHold(hold)),
                     toggle(muted ? "Muted" : "Mute", muted, () => toggleAvoidTalkgroup(id, t.talkgroup)),
                   ),
                 );
@@ -116,6 +173,7 @@ function render(root, systems, talkgroups) {
         ),
       );
     }),
+    tagsPanel(talkgroups),
     bySystem.size ? null : h("p.note", {}, "No systems yet: they are learned from uploads."),
   );
 }

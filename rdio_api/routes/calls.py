@@ -24,6 +24,7 @@ from rdio_api.deps import (
     filter_calls,
     latest_jobs,
     load_call,
+    queue_ahead,
     require,
     restrict_to_key,
 )
@@ -118,8 +119,11 @@ def list_calls(
     budget = state.settings.api.max_list_bytes
     items: list[bytes] = []
     used = 0
+    ahead = queue_ahead(session, jobs, key)
     for call in rows:
-        item = CallOut.of(call, jobs.get(call.id), heard.get(call.id)).model_dump_json().encode()
+        out = CallOut.of(call, jobs.get(call.id), heard.get(call.id))
+        out.queue_ahead = ahead.get(call.id)
+        item = out.model_dump_json().encode()
         if items and used + len(item) + 1 > budget:
             more = True
             break
@@ -145,7 +149,10 @@ def get_call(call_id: Id, key: ReadKey, session: SessionDep, state: StateDep) ->
         segments = session.execute(
             select(TranscriptionJob.segments).where(TranscriptionJob.id == job.id)
         ).scalar_one_or_none()
-    return CallDetail.of(call, job, heard).attribute(heard, segments)
+    detail = CallDetail.of(call, job, heard).attribute(heard, segments)
+    if job is not None:
+        detail.queue_ahead = queue_ahead(session, {call.id: job}, key).get(call.id)
+    return detail
 
 
 _AUDIO = {"audio/*": {"schema": {"type": "string", "format": "binary"}}}

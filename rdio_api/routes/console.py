@@ -9,6 +9,10 @@ browser keep an old ``player.js`` next to a new ``app.js`` after an upgrade. Eve
 ``Cache-Control: no-cache`` and a strong ETag (a hash of its bytes). Measured in Chromium: a first
 load is 15 files, 68.8 KB; a reload gets the 14 assets back as ``304 Not Modified`` with no body.
 
+A browser that navigates to a path nothing answers (``GET``, ``Accept: text/html``, outside ``/api/``)
+gets the same page with status 404, and the page's router shows its not-found view with links back;
+an API client asking for JSON still gets FastAPI's JSON 404 (``not_found``).
+
 The page's Content-Security-Policy allows nothing but this origin (plus ``blob:`` audio, which is how
 the console plays audio fetched with the key in a header): it is also what proves, in the browser
 tests, that no asset comes from a CDN.
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 router = APIRouter(include_in_schema=False)
 
@@ -106,3 +112,23 @@ def console_asset(name: str, request: Request) -> Response:
     if match is None:
         raise HTTPException(404, "Not found")
     return _serve(request, CONSOLE_DIR / name, match.group(1))
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser's navigation: it asks for HTML (an API client's ``Accept`` is JSON or ``*/*``)."""
+    return (
+        request.method in ("GET", "HEAD")
+        and not request.url.path.startswith(("/api/", "/console/"))
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    """The app's HTTPException handler: a 404 a browser navigated to is the console's page (its
+    router shows "page not found"); everything else is FastAPI's own JSON answer."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and _wants_page(request):
+        asset = _load(CONSOLE_DIR / "index.html")
+        headers = {**_COMMON_HEADERS, "Content-Security-Policy": CSP}
+        return Response(asset.body, status_code=404, media_type=_MEDIA_TYPES["html"], headers=headers)
+    return await http_exception_handler(request, exc)

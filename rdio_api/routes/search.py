@@ -8,7 +8,15 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from rdio_api.deps import ReadKey, SessionDep, StateDep, filter_calls, latest_jobs, restrict_to_key
+from rdio_api.deps import (
+    ReadKey,
+    SessionDep,
+    StateDep,
+    filter_calls,
+    latest_jobs,
+    queue_ahead,
+    restrict_to_key,
+)
 from rdio_api.responses import AUTH, INVALID, Message, Responses
 from rdio_api.schemas import CallOut, SearchPage, SearchResult
 from rdio_core import search, units
@@ -53,7 +61,7 @@ def search_calls(
     limit: int = Query(20, ge=1, le=100),
 ) -> SearchPage:
     try:
-        parsed = search.parse_query(q)
+        parsed = search.as_unit(session, search.parse_query(q), q)
     except search.QueryError as exc:
         raise HTTPException(400, str(exc)) from None
     stmt = filter_calls(restrict_to_key(select(Call), key), system, talkgroup, since, until)
@@ -67,21 +75,25 @@ def search_calls(
     elif cursor:
         offset = _read_cursor(cursor, "offset")
     stmt = search.apply_match(stmt, session.get_bind().dialect.name, parsed, order)
-    rows = list(session.execute(stmt.limit(limit + 1).offset(offset)).scalars())
+    if order == "relevance" and parsed.clauses:  # transcript matches first (search.relevance_ids)
+        ids = search.relevance_ids(session, stmt, parsed)[offset : offset + limit + 1]
+        found = {c.id: c for c in session.execute(select(Call).where(Call.id.in_(ids))).scalars()}
+        rows = [found[i] for i in ids]
+    else:
+        rows = list(session.execute(stmt.limit(limit + 1).offset(offset)).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
     jobs = latest_jobs(session, [c.id for c in rows])
     heard = units.call_transmissions(session, rows, state.settings.units)
+    ahead = queue_ahead(session, jobs, key)
     results = []
     for call in rows:
         job = jobs.get(call.id)
         done = job is not None and job.status == JobStatus.COMPLETED and job.text
         source = job.text if done and job is not None else _labels(call)
-        results.append(
-            SearchResult(
-                call=CallOut.of(call, job, heard.get(call.id)), snippet=search.snippet(source or "", parsed)
-            )
-        )
+        out = CallOut.of(call, job, heard.get(call.id))
+        out.queue_ahead = ahead.get(call.id)
+        results.append(SearchResult(call=out, snippet=search.snippet(source or "", parsed)))
     next_cursor = None
     if more and rows:
         next_cursor = _cursor("id", rows[-1].id) if order == "newest" else _cursor("offset", offset + limit)
