@@ -54,7 +54,7 @@ export function alertMark(call) {
   return h(
     "a.alerted",
     { href: `/alerts?call_id=${call.id}`, "data-link": "", title: `Fired alert ${rules.join(", ")}` },
-    `🔔 ${rules.join(", ")}`,
+    rules.join(", "),
   );
 }
 
