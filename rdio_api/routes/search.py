@@ -8,11 +8,12 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from rdio_api.deps import ReadKey, SessionDep, StateDep, filter_calls, latest_jobs, restrict_to_key
+from rdio_api.deps import ReadKey, SessionDep, StateDep, latest_jobs, restrict_to_key
 from rdio_api.responses import AUTH, INVALID, Message, Responses
 from rdio_api.schemas import CallOut, SearchPage, SearchResult
 from rdio_core import search, units
 from rdio_core.bounds import Id, Time
+from rdio_core.calls import CallFilter
 from rdio_core.models import Call, JobStatus
 
 router = APIRouter(tags=["search"])
@@ -56,11 +57,8 @@ def search_calls(
         parsed = search.parse_query(q)
     except search.QueryError as exc:
         raise HTTPException(400, str(exc)) from None
-    stmt = filter_calls(restrict_to_key(select(Call), key), system, talkgroup, since, until)
-    if has_audio is not None:
-        # Empty uploads are refused, so every call had audio; retention deletes it and marks the row.
-        kept = Call.audio_removed_at.is_(None)
-        stmt = stmt.where(kept if has_audio else ~kept)
+    which = CallFilter(system=system, talkgroup=talkgroup, since=since, until=until, has_audio=has_audio)
+    stmt = which.apply(restrict_to_key(select(Call), key))
     offset = 0
     if order == "newest" and cursor:
         stmt = stmt.where(Call.id < _read_cursor(cursor, "id"))
@@ -75,18 +73,15 @@ def search_calls(
     results = []
     for call in rows:
         job = jobs.get(call.id)
+        found = CallOut.of(call, job, heard.get(call.id))
         done = job is not None and job.status == JobStatus.COMPLETED and job.text
-        source = job.text if done and job is not None else _labels(call)
-        results.append(
-            SearchResult(
-                call=CallOut.of(call, job, heard.get(call.id)), snippet=search.snippet(source or "", parsed)
-            )
-        )
+        source = job.text if done and job is not None else _labels(found)
+        results.append(SearchResult(call=found, snippet=search.snippet(source or "", parsed)))
     next_cursor = None
     if more and rows:
         next_cursor = _cursor("id", rows[-1].id) if order == "newest" else _cursor("offset", offset + limit)
     return SearchPage(results=results, next_cursor=next_cursor)
 
 
-def _labels(call: Call) -> str:
-    return " · ".join(str(v) for v in (getattr(call, f) for f in search.LABEL_FIELDS) if v not in (None, ""))
+def _labels(call: CallOut) -> str:
+    return " · ".join(str(v) for v in call.search_labels() if v not in (None, ""))
