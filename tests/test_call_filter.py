@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from rdio_core import db, jobs
 from rdio_core.calls import CallFilter
@@ -29,7 +29,7 @@ def factory(db_engine):
 @pytest.fixture
 def calls(factory, tmp_path):
     """Five calls of a fresh system, an hour apart (oldest first); the oldest's audio deleted by
-    retention. Returns (system, store, {name: call id})."""
+    retention. Yields (system, store, {name: call id}), then deletes them."""
     system = fresh_system()
     store = AudioStore(tmp_path / "audio")
     plan = {
@@ -71,7 +71,11 @@ def calls(factory, tmp_path):
         session.commit()
     # Real retention: the file goes, the row is marked; cut off between "old" and "unit".
     assert remove_old_audio(factory, store, START + timedelta(minutes=30)) >= 1
-    return system, store, ids
+    yield system, store, ids
+    # Gone again: retention tests count every old call of the shared test database.
+    with factory() as session:
+        session.execute(delete(Call).where(Call.system_id == system))
+        session.commit()
 
 
 def matching(factory, system: int, **conditions) -> list[int]:
