@@ -10,7 +10,6 @@ from rdio_core.calls.shapes import (
     CallSummary,
     Sent,
     StoredCall,
-    talkgroup_title,
 )
 
 __all__ = [
@@ -23,5 +22,4 @@ __all__ = [
     "CallSummary",
     "Sent",
     "StoredCall",
-    "talkgroup_title",
 ]

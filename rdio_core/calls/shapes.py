@@ -65,16 +65,11 @@ class CallSummary(BaseModel):
     def talkgroup_title(self) -> str:
         """How a person names the talkgroup: its label, else its name, else ``TG <id>`` (the
         console's ``talkgroupName`` in dom.js is the same rule)."""
-        return talkgroup_title(self.talkgroup, self.talkgroup_label, self.talkgroup_name)
+        return self.talkgroup_label or self.talkgroup_name or f"TG {self.talkgroup}"
 
     def search_labels(self) -> list[Any]:
         """What the call is found by besides its transcript (rdio_core.search), in SEARCHED order."""
         return [getattr(self, name) for name in SEARCHED]
-
-
-def talkgroup_title(talkgroup: int, label: str | None, name: str | None = None) -> str:
-    """:meth:`CallSummary.talkgroup_title` for what holds only some of a call's fields."""
-    return label or name or f"TG {talkgroup}"
 
 
 class CallLists(BaseModel):
