@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from rdio_core.bounds import MAX_ID, OutOfRange, naive_utc
+from rdio_core.calls import SENT_TEXT, CallData
 
 # trunk-recorder's meta is a flat object with lists of flat objects (srcList, freqList): depth 3.
 MAX_JSON_DEPTH = 8
@@ -47,30 +47,6 @@ def _required(value: Any, parsed: Any, what: str, why: str) -> Any:
     if parsed is None:
         raise IncompleteCall(what, why if clean_text(value) is not None else None)
     return parsed
-
-
-@dataclass
-class CallData:
-    system: int
-    talkgroup: int
-    date_time: datetime  # naive UTC
-    source: int | None = None
-    frequency: int | None = None
-    frequencies: list[Any] | None = None
-    sources: list[Any] | None = None
-    patches: list[int] | None = None
-    talkgroup_label: str | None = None
-    talkgroup_group: str | None = None
-    talkgroup_tag: str | None = None
-    talkgroup_name: str | None = None
-    system_label: str | None = None
-    talker_alias: str | None = None
-    site: str | None = None
-    audio_name: str | None = None
-    audio_type: str | None = None
-    meta: dict[str, Any] | None = None
-    ignored: dict[str, str] = field(default_factory=dict)
-    date_time_sent: str | None = None  # the dateTime as sent, for the note hold_to_clock leaves
 
 
 def hold_to_clock(call: CallData, received: datetime, max_ahead_seconds: float) -> bool:
@@ -236,6 +212,9 @@ def from_rdio_fields(fields: dict[str, str]) -> CallData:
     if source is None and sources:
         first = sources[0]
         source = parse_id(first.get("src") if isinstance(first, dict) else first)
+    texts: dict[str, Any] = {
+        name: clean_text(fields.get(sent.name), sent.limit) for name, sent in SENT_TEXT.items()
+    }
     return CallData(
         system=system,
         talkgroup=talkgroup,
@@ -246,15 +225,7 @@ def from_rdio_fields(fields: dict[str, str]) -> CallData:
         frequencies=frequencies,
         sources=sources,
         patches=_int_list(fields.get("patches") or fields.get("patched_talkgroups"), "patches", ignored),
-        talkgroup_label=clean_text(fields.get("talkgroupLabel")),
-        talkgroup_group=clean_text(fields.get("talkgroupGroup")),
-        talkgroup_tag=clean_text(fields.get("talkgroupTag")),
-        talkgroup_name=clean_text(fields.get("talkgroupName")),
-        system_label=clean_text(fields.get("systemLabel")),
-        talker_alias=clean_text(fields.get("talkerAlias")),
-        site=clean_text(fields.get("site"), 100),
-        audio_name=clean_text(fields.get("audioName"), 255),
-        audio_type=clean_text(fields.get("audioType"), 100),
+        **texts,
         ignored=ignored,
     )
 

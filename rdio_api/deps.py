@@ -1,5 +1,6 @@
 """The typed FastAPI dependencies the routes share: the app state, a database session, the caller's
-key, and the rule for which calls a key may see.
+key, and the rule for which calls a key may see (which calls a request asks for:
+``rdio_core.calls.CallFilter``).
 
 A key travels in ``X-API-Key`` or ``Authorization: Bearer`` (what Prometheus sends). The docs pages
 also take ``?key=``, because a browser cannot add a header to a page it opens; the key is then in
@@ -11,7 +12,6 @@ Whether a key may do something is decided in rdio_api.auth.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -82,25 +82,6 @@ JobKey = Annotated[ApiKey | None, Depends(require("admin", "upload"))]
 """A key that may ask for a (re-)transcription: upload or admin."""
 
 # -- what a key may see ---------------------------------------------------------------------------
-
-
-def filter_calls(
-    stmt: Select,
-    system: int | None = None,
-    talkgroup: int | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> Select:
-    """The filters the call list and search share: system, talkgroup, [since, until)."""
-    if system is not None:
-        stmt = stmt.where(Call.system_id == system)
-    if talkgroup is not None:
-        stmt = stmt.where(Call.talkgroup == talkgroup)
-    if since is not None:
-        stmt = stmt.where(Call.date_time >= since)
-    if until is not None:
-        stmt = stmt.where(Call.date_time < until)
-    return stmt
 
 
 def restrict_to_key(stmt: Select, key: ApiKey | None) -> Select:

@@ -23,8 +23,8 @@ from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_api.call_fields import CallData
 from rdio_core import alerts, jobs, search, units
+from rdio_core.calls import CallData, StoredCall
 from rdio_core.models import (
     Call,
     CallTransmission,
@@ -365,7 +365,8 @@ class CallWriter:
         for idx, row in zip(fresh, rows, strict=True):
             if idx not in alerting:
                 continue
-            ids = alerts.fire_alerts(session, self.settings, Call(**row, id=call_ids[idx]), "upload")
+            stored = StoredCall.model_validate({**row, "id": call_ids[idx], "tones": None})
+            ids = alerts.fire_alerts(session, self.settings, stored, "upload")
             if ids:
                 fired[idx] = ids
         return fired
@@ -486,26 +487,10 @@ def _match(seen: list[tuple], item: IngestItem, window: timedelta) -> int | tupl
 
 
 def _call_row(item: IngestItem) -> dict:
-    c = item.call
+    """The calls row: the call's own fields (rdio_core.calls) and what the server adds to them."""
     a = item.audio
     return {
-        "system_id": c.system,
-        "talkgroup": c.talkgroup,
-        "date_time": c.date_time,
-        "source": c.source,
-        "frequency": c.frequency,
-        "frequencies": c.frequencies,
-        "sources": c.sources,
-        "patches": c.patches,
-        "talkgroup_label": c.talkgroup_label,
-        "talkgroup_group": c.talkgroup_group,
-        "talkgroup_tag": c.talkgroup_tag,
-        "talkgroup_name": c.talkgroup_name,
-        "system_label": c.system_label,
-        "talker_alias": c.talker_alias,
-        "site": c.site,
-        "audio_name": c.audio_name,
-        "audio_type": c.audio_type,
+        **item.call.columns(),
         "audio_path": a.relative_path,
         "audio_sha256": a.sha256,
         "audio_bytes": a.size,
@@ -515,7 +500,7 @@ def _call_row(item: IngestItem) -> dict:
         "client_kind": item.client_kind,
         "key_name": item.key_name,
         "remote_addr": item.remote_addr,
-        "meta": _meta(c, item.origin),
+        "meta": _meta(item.call, item.origin),
         "ingest_key": item.ingest_key,
     }
 

@@ -60,12 +60,10 @@ def new_key() -> str:
 
 
 def _encode(item: IngestItem) -> dict[str, Any]:
-    call = dataclasses.asdict(item.call)
-    call["date_time"] = item.call.date_time.isoformat()
     return {
         "key": item.ingest_key,
         "received_at": item.received_at.isoformat() if item.received_at else None,
-        "call": call,
+        "call": item.call.model_dump(mode="json"),
         "audio": dataclasses.asdict(item.audio),
         "client_kind": item.client_kind,
         "key_name": item.key_name,
@@ -74,11 +72,9 @@ def _encode(item: IngestItem) -> dict[str, Any]:
 
 
 def _decode(data: dict[str, Any]) -> IngestItem:
-    call = dict(data["call"])
-    call["date_time"] = datetime.fromisoformat(call["date_time"])
     received = data.get("received_at")
     return IngestItem(
-        call=CallData(**call),
+        call=CallData.model_validate(data["call"]),
         audio=StoredAudio(**data["audio"]),
         client_kind=data["client_kind"],
         key_name=data["key_name"],

@@ -3,9 +3,10 @@
 The upload routes read the raw body themselves (streamed, leniently, see ``rdio_api.form``), so
 FastAPI cannot infer a request schema from the signature; without this ``/docs`` showed no body at
 all and schemathesis could not generate one. These dicts are written by hand from the fields
-``rdio_api.call_fields`` reads and the statuses ``rdio_api.routes.upload`` answers, and
-``tests/test_fuzz_api.py`` holds the server to them (every status returned must be documented here,
-and schema-valid forms must not be refused for a reason the schema does not state).
+``rdio_api.call_fields`` reads (the free-text ones from ``rdio_core.calls.SENT_TEXT``) and the
+statuses ``rdio_api.routes.upload`` answers, and ``tests/test_fuzz_api.py`` holds the server to
+them (every status returned must be documented here, and schema-valid forms must not be refused
+for a reason the schema does not state).
 
 Wire them as ``@router.post(path, openapi_extra=CALL_UPLOAD_REQUEST, responses=UPLOAD_RESPONSES,
 response_class=PlainTextResponse)`` (and ``TRUNK_RECORDER_UPLOAD_REQUEST`` for the variant).
@@ -17,6 +18,7 @@ from datetime import UTC
 from typing import Any
 
 from rdio_core.bounds import MAX_ID, MAX_TIME, MIN_TIME
+from rdio_core.calls import SENT_TEXT
 
 _EPOCH_MIN = int(MIN_TIME.replace(tzinfo=UTC).timestamp())
 _EPOCH_MAX = int(MAX_TIME.replace(tzinfo=UTC).timestamp()) - 1
@@ -25,9 +27,14 @@ _ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 # Optional numbers are read leniently: a value that is not a positive integer is dropped (noted on
 # the call), never a reason to refuse it, since SDRTrunk would lose the call.
 _OPTIONAL_ID = {"type": ["integer", "string"], "format": "int64"}
-# Labels longer than their column are cut, not refused: SDRTrunk never retries, so a call is not
-# lost for a long label (hence no maxLength here).
-_TEXT = {"type": "string", "description": "Stored up to 200 characters."}
+
+
+def _text(limit: int) -> dict[str, Any]:
+    """A free-text field (rdio_core.calls.SENT_TEXT). Longer than its column it is cut, not refused:
+    SDRTrunk never retries, so a call is not lost for a long label (hence no maxLength)."""
+    return {"type": "string", "description": f"Stored up to {limit} characters."}
+
+
 # A JSON array sent as a text part: SDRTrunk and rdio-scanner clients send "[101,102]".
 _JSON_ARRAY = {"type": "string", "contentMediaType": "application/json", "examples": ["[101,102]"]}
 _AUDIO = {
@@ -70,15 +77,7 @@ _RDIO_FIELDS: dict[str, Any] = {
     "source": {**_OPTIONAL_ID, "description": "Radio id of the talker; ignored unless a positive integer."},
     "sources": {**_JSON_ARRAY, "description": "JSON array of source entries (trunk-recorder srcList)."},
     "patches": {**_JSON_ARRAY, "description": "JSON array of patched talkgroup ids, or `101,102`."},
-    "talkgroupLabel": _TEXT,
-    "talkgroupGroup": _TEXT,
-    "talkgroupTag": _TEXT,
-    "talkgroupName": _TEXT,
-    "systemLabel": _TEXT,
-    "talkerAlias": _TEXT,
-    "site": {"type": "string", "description": "Stored up to 100 characters."},
-    "audioName": {"type": "string", "description": "Stored up to 255 characters."},
-    "audioType": {"type": "string", "description": "Stored up to 100 characters."},
+    **{sent.name: _text(sent.limit) for sent in SENT_TEXT.values()},
     "test": {
         "type": "string",
         "description": "SDRTrunk's connection test: any value but empty/0/false answers 417 "
@@ -120,7 +119,11 @@ _TRUNK_RECORDER_FIELDS: dict[str, Any] = {
     "dateTime": {**_DATE_TIME, "description": "Overrides `meta.start_time`."},
     "talkgroup": {**_ID, "description": "Overrides `meta.talkgroup`."},
     "frequency": {**_OPTIONAL_ID, "description": "Overrides `meta.freq`; ignored unless a positive integer."},
-    "systemLabel": {**_TEXT, "description": "Overrides `meta.short_name`; stored up to 200 characters."},
+    "systemLabel": {
+        "type": "string",
+        "description": "Overrides `meta.short_name`; "
+        f"stored up to {SENT_TEXT['system_label'].limit} characters.",
+    },
     "audio": _AUDIO,
 }
 

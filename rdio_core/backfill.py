@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from rdio_core import jobs
+from rdio_core.calls import CallFilter
 from rdio_core.models import Base, BigId, Call, JobStatus, TranscriptionJob, utcnow
 
 log = logging.getLogger(__name__)
@@ -216,16 +217,10 @@ def queue_run(
 
 
 def _matching(run: BackfillRun, after_id: int, limit: int) -> Select[int]:
-    stmt = select(Call.id).where(Call.id > after_id, Call.audio_removed_at.is_(None))
-    if run.since is not None:
-        stmt = stmt.where(Call.date_time >= run.since)
-    if run.until is not None:
-        stmt = stmt.where(Call.date_time < run.until)
-    if run.system_id is not None:
-        stmt = stmt.where(Call.system_id == run.system_id)
-    if run.talkgroup is not None:
-        stmt = stmt.where(Call.talkgroup == run.talkgroup)
-    return stmt.order_by(Call.id).limit(limit)
+    which = CallFilter(
+        system=run.system_id, talkgroup=run.talkgroup, since=run.since, until=run.until, has_audio=True
+    )
+    return which.apply(select(Call.id).where(Call.id > after_id)).order_by(Call.id).limit(limit)
 
 
 def _excluded(session: Session, run: BackfillRun, call_ids: list[int]) -> set[int]:

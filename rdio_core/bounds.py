@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 MAX_ID = 2**63 - 1
 # Calls are radio traffic recorded by a computer: nothing before 1970 (epoch 0) exists, and a
@@ -59,3 +59,22 @@ def _plain_digits(value: object) -> object:
 # The constraints before the validator: pydantic then writes them as JSON Schema minimum/maximum.
 Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_plain_digits)]
 Time = Annotated[datetime, AfterValidator(naive_utc)]
+
+
+def _naive(value: datetime) -> datetime:
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware_iso(value: datetime) -> str:
+    """Rows hold naive UTC (portable across SQLite and PostgreSQL); the API shows aware UTC."""
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).isoformat()
+
+
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(_naive),
+    PlainSerializer(_aware_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A stored time: naive UTC in Python (as the columns hold it), ISO 8601 with ``+00:00`` in JSON,
+e.g. ``2026-01-03T00:31:24.796000+00:00`` (pydantic alone would write ``Z``)."""

@@ -19,6 +19,7 @@ from sqlalchemy import CursorResult, Select, Update, and_, func, or_, select, up
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import alerts, search
+from rdio_core.calls import StoredCall
 from rdio_core.models import Call, Event, EventKind, JobStatus, TranscriptionJob, utcnow
 
 if TYPE_CHECKING:
@@ -162,9 +163,9 @@ def _ended(
             Event(kind=EventKind.TRANSCRIPT_UPDATED, call_id=call_id, job_id=job_id, created_at=utcnow())
         )
         if reindex:
-            call = session.get(Call, call_id)
+            call = StoredCall.model_validate(session.get_one(Call, call_id))
             search.index_call(session, call_id, search.call_document(call, transcript))
-            if settings is not None and fired is not None and call is not None and transcript:
+            if settings is not None and fired is not None and transcript:
                 fired.extend(alerts.fire_alerts(session, settings, call, "transcript", transcript))
 
     return record

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from rdio_core.calls import CallFilter
 from rdio_core.models import Call, utcnow
 from rdio_core.settings import RetentionSettings
 from rdio_core.storage import AudioStore
@@ -91,8 +92,8 @@ def remove_old_audio(
     while not _stopped(stop):
         with factory() as session:
             rows = session.execute(
-                select(Call.id, Call.audio_path)
-                .where(Call.audio_removed_at.is_(None), Call.date_time < cutoff)
+                CallFilter(until=cutoff, has_audio=True)
+                .apply(select(Call.id, Call.audio_path))
                 .order_by(Call.date_time)
                 .limit(batch)
             ).all()
@@ -123,8 +124,8 @@ def delete_old_calls(
     while not _stopped(stop):
         with factory() as session:
             rows = session.execute(
-                select(Call.id, Call.audio_path, Call.audio_removed_at)
-                .where(Call.date_time < cutoff)
+                CallFilter(until=cutoff)
+                .apply(select(Call.id, Call.audio_path, Call.audio_removed_at))
                 .order_by(Call.date_time)
                 .limit(batch)
             ).all()

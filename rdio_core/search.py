@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, Connection, Select, column, func, literal_
 from sqlalchemy.orm import Session
 
 from rdio_core import units
+from rdio_core.calls import CallFields
 from rdio_core.models import Call, CallTransmission, JobStatus, TranscriptionJob
 from rdio_core.text_normalize import normalize_words
 
@@ -146,25 +147,14 @@ def _add_run(parsed: ParsedQuery, words: str) -> None:
             parsed.clauses.append(Clause(tuple(tokens)))
 
 
-# What a call is found by besides its transcript (a Call row and an upload's CallData both have them).
-LABEL_FIELDS = (
-    "system_label",
-    "talkgroup_label",
-    "talkgroup_name",
-    "talkgroup_tag",
-    "talker_alias",
-    "source",
-)
+def call_document(call: CallFields, transcript: str | None) -> str:
+    """The normalised text indexed for a call: transcript, labels, alias, unit id (``SEARCHED`` of
+    rdio_core.calls), and the radio ids and tags of its srcList / sources (so a bare ``1234`` or
+    ``Engine 7`` finds them too)."""
+    return document_text(transcript, *call.search_labels(), *source_words(call.sources))
 
 
-def call_document(call: Any, transcript: str | None) -> str:
-    """The normalised text indexed for a call: transcript, labels, alias, unit id, and the radio ids
-    and tags of its srcList / sources (so a bare ``1234`` or ``Engine 7`` finds them too)."""
-    labels = [getattr(call, name) for name in LABEL_FIELDS]
-    return document_text(transcript, *labels, *_source_words(getattr(call, "sources", None)))
-
-
-def _source_words(sources: Any) -> list[Any]:
+def source_words(sources: Any) -> list[Any]:
     """Radio ids and tags in a call's sources, each once, in order."""
     if not isinstance(sources, list):
         return []

@@ -406,14 +406,14 @@ def calls_with_unit(unit: int) -> ColumnElement[bool]:
     return Call.id.in_(select(CallTransmission.call_id).where(CallTransmission.unit == unit))
 
 
-def unit_ids(session: Session, call: Call) -> set[int]:
+def unit_ids(session: Session, call_id: int, source: int | None) -> set[int]:
     """Every radio heard on a call: its ``source`` and its transmissions (what alert rules match)."""
-    found = {call.source} if call.source is not None else set()
+    found = {source} if source is not None else set()
     found.update(
         u
         for u in session.execute(
             select(CallTransmission.unit).where(
-                CallTransmission.call_id == call.id, CallTransmission.unit.is_not(None)
+                CallTransmission.call_id == call_id, CallTransmission.unit.is_not(None)
             )
         ).scalars()
         if u is not None

@@ -28,6 +28,7 @@ from rdio_core.alerts.models import AlertDelivery
 from rdio_core.alerts.outbox import AttemptResult
 from rdio_core.alerts.rules import call_units
 from rdio_core.alerts.settings import AlertAction, WebhookAction
+from rdio_core.calls import StoredCall
 from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import Call, JobStatus, TranscriptionJob
 from rdio_tasks.celery_app import app
@@ -155,7 +156,8 @@ def deliver_alert(self: DeliverTask, delivery_id: int) -> dict[str, Any]:
         outbox.fail(ctx.factory, delivery, reason)
         log.warning("alert delivery %s failed: %s", delivery_id, reason)
         return {"delivery_id": delivery_id, "status": "failed", "error": reason}
-    doc = document.build(ctx.settings, delivery, call, _units(ctx, call), _transcript(ctx, delivery))
+    stored = StoredCall.model_validate(call)  # the shape documents are built from
+    doc = document.build(ctx.settings, delivery, stored, _units(ctx, call), _transcript(ctx, delivery))
     try:
         result = attempt(ctx, action, doc)
     except Exception as exc:  # a bug in a notifier plugin: recorded, and retried like any failure

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import alerts
 from rdio_core.alerts.publish import waiting_messages
+from rdio_core.calls import StoredCall
 from rdio_core.models import Call, Event, EventKind, utcnow
 from rdio_core.settings import Settings
 from rdio_tasks.celery_app import app
@@ -99,7 +100,7 @@ def store_tones(
         assert call is not None
         if found:
             session.add(Event(kind=EventKind.CALL_ANALYZED, call_id=call_id, created_at=utcnow()))
-        fired = alerts.fire_alerts(session, settings, call, "tones")
+        fired = alerts.fire_alerts(session, settings, StoredCall.model_validate(call), "tones")
         session.commit()
     return fired
 

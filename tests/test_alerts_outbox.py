@@ -12,6 +12,7 @@ from sqlalchemy import event, func, select
 from rdio_core import db
 from rdio_core.alerts import fire_alerts, outbox
 from rdio_core.alerts.models import AlertAttempt, AlertDelivery, DeliveryStatus
+from rdio_core.calls import StoredCall
 from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import Call, System, utcnow
 from rdio_core.settings import Settings
@@ -28,6 +29,11 @@ def factory(db_engine):
 
 def settings(*rules: dict) -> Settings:
     return Settings(alerts={"rules": list(rules)})
+
+
+def stored(session, call_id: int) -> StoredCall:
+    """The call as alert rules read it (rdio_core.calls.StoredCall)."""
+    return StoredCall.model_validate(session.get_one(Call, call_id))
 
 
 def make_call(factory, system: int, talkgroup: int = 100, source: int | None = 7, tones=None) -> int:
@@ -54,7 +60,7 @@ def make_call(factory, system: int, talkgroup: int = 100, source: int | None = 7
 
 def fire(factory, cfg: Settings, call_id: int, stage="transcript", text: str | None = None) -> list[int]:
     with factory() as session:
-        ids = fire_alerts(session, cfg, session.get(Call, call_id), stage, text)
+        ids = fire_alerts(session, cfg, stored(session, call_id), stage, text)
         session.commit()
     return ids
 
@@ -87,7 +93,7 @@ def test_deliveries_belong_to_the_callers_transaction(factory):
     call_id = make_call(factory, fresh_system())
     cfg = settings({"name": "tg", "talkgroups": [100], "actions": [HOOK]})
     with factory() as session:
-        assert fire_alerts(session, cfg, session.get(Call, call_id), "upload")
+        assert fire_alerts(session, cfg, stored(session, call_id), "upload")
         session.rollback()
     assert deliveries(factory, call_id) == []
 
@@ -157,7 +163,7 @@ def test_no_rule_for_the_stage_means_no_database_work(factory, db_engine):
         statements.append(statement)
 
     with factory() as session:
-        call = session.get(Call, call_id)
+        call = stored(session, call_id)
         event.listen(db_engine, "before_cursor_execute", count)
         try:
             assert fire_alerts(session, cfg, call, "upload") == []

@@ -14,6 +14,7 @@ from sqlalchemy import inspect, select, text
 
 from rdio_core import db, jobs, search
 from rdio_core.alerts.models import AlertAttempt, AlertDelivery
+from rdio_core.calls import StoredCall
 from rdio_core.models import (
     Call,
     CallTransmission,
@@ -80,7 +81,7 @@ def _call(session, store: AudioStore, system: int, age_days: float, transcript: 
     session.add(delivery)
     session.flush()
     session.add(AlertAttempt(delivery_id=delivery.id, ok=True, duration_ms=1.0))
-    search.index_call(session, call.id, search.call_document(call, transcript))
+    search.index_call(session, call.id, search.call_document(StoredCall.model_validate(call), transcript))
     return call
 
 

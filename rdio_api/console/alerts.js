@@ -4,7 +4,7 @@
 // again every few seconds while the page is open: deliveries are retried in the background.
 
 import { api, query } from "./api.js";
-import { clear, h, when } from "./dom.js";
+import { clear, h, talkgroupName, when } from "./dom.js";
 import { labelCells } from "./format.js";
 
 const REFRESH_MS = 5000;
@@ -73,7 +73,7 @@ function attemptLine(attempt, n) {
 }
 
 function deliveryRows(d) {
-  const label = d.talkgroup_label || `TG ${d.talkgroup}`;
+  const label = talkgroupName(d);
   return [
     h(
       "tr",

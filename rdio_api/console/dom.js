@@ -62,6 +62,7 @@ export function systemName(call, labels) {
   return call.system_label || labels?.get(call.system) || `System ${call.system}`;
 }
 
+/** Label, else name, else "TG n": the rule of rdio_core.calls (CallSummary.talkgroup_title). */
 export function talkgroupName(call) {
   return call.talkgroup_label || call.talkgroup_name || `TG ${call.talkgroup}`;
 }

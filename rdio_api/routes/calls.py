@@ -14,14 +14,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import defer
 
 from rdio_api.deps import (
     ReadKey,
     SessionDep,
     StateDep,
-    filter_calls,
     latest_jobs,
     load_call,
     queue_ahead,
@@ -41,6 +40,7 @@ from rdio_api.schemas import (
 )
 from rdio_core import units
 from rdio_core.bounds import Id, OutOfRange, Time, check_id, naive_utc
+from rdio_core.calls import CallFilter
 from rdio_core.models import Call, JobStatus, System, Talkgroup, TranscriptionJob
 from rdio_core.settings import ApiKey
 
@@ -92,17 +92,10 @@ def list_calls(
     ends at ``limit`` calls or at ``api.max_list_bytes`` of JSON, whichever comes first (always at
     least one call); ``next_cursor`` then fetches the next one."""
     lean = select(Call).options(*(defer(getattr(Call, f), raiseload=True) for f in LARGE_FIELDS))
-    stmt = filter_calls(restrict_to_key(lean, key), system, talkgroup, since, until)
-    if has_transcript is not None:
-        done = exists().where(
-            TranscriptionJob.call_id == Call.id,
-            TranscriptionJob.status == JobStatus.COMPLETED,
-            TranscriptionJob.text.is_not(None),
-            TranscriptionJob.text != "",
-        )
-        stmt = stmt.where(done if has_transcript else ~done)
-    if unit is not None:
-        stmt = stmt.where(units.calls_with_unit(unit))
+    which = CallFilter(
+        system=system, talkgroup=talkgroup, since=since, until=until, has_transcript=has_transcript, unit=unit
+    )
+    stmt = which.apply(restrict_to_key(lean, key))
     if cursor:
         at, ident = _decode_cursor(cursor)
         stmt = stmt.where(or_(Call.date_time < at, and_(Call.date_time == at, Call.id < ident)))

@@ -8,19 +8,12 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
-from rdio_api.deps import (
-    ReadKey,
-    SessionDep,
-    StateDep,
-    filter_calls,
-    latest_jobs,
-    queue_ahead,
-    restrict_to_key,
-)
+from rdio_api.deps import ReadKey, SessionDep, StateDep, latest_jobs, queue_ahead, restrict_to_key
 from rdio_api.responses import AUTH, INVALID, Message, Responses
 from rdio_api.schemas import CallOut, SearchPage, SearchResult
 from rdio_core import search, units
 from rdio_core.bounds import Id, Time
+from rdio_core.calls import CallFilter
 from rdio_core.models import Call, JobStatus
 
 router = APIRouter(tags=["search"])
@@ -64,11 +57,8 @@ def search_calls(
         parsed = search.as_unit(session, search.parse_query(q), q)
     except search.QueryError as exc:
         raise HTTPException(400, str(exc)) from None
-    stmt = filter_calls(restrict_to_key(select(Call), key), system, talkgroup, since, until)
-    if has_audio is not None:
-        # Empty uploads are refused, so every call had audio; retention deletes it and marks the row.
-        kept = Call.audio_removed_at.is_(None)
-        stmt = stmt.where(kept if has_audio else ~kept)
+    which = CallFilter(system=system, talkgroup=talkgroup, since=since, until=until, has_audio=has_audio)
+    stmt = which.apply(restrict_to_key(select(Call), key))
     offset = 0
     if order == "newest" and cursor:
         stmt = stmt.where(Call.id < _read_cursor(cursor, "id"))
@@ -77,8 +67,8 @@ def search_calls(
     stmt = search.apply_match(stmt, session.get_bind().dialect.name, parsed, order)
     if order == "relevance" and parsed.clauses:  # transcript matches first (search.relevance_ids)
         ids = search.relevance_ids(session, stmt, parsed)[offset : offset + limit + 1]
-        found = {c.id: c for c in session.execute(select(Call).where(Call.id.in_(ids))).scalars()}
-        rows = [found[i] for i in ids]
+        by_id = {c.id: c for c in session.execute(select(Call).where(Call.id.in_(ids))).scalars()}
+        rows = [by_id[i] for i in ids]
     else:
         rows = list(session.execute(stmt.limit(limit + 1).offset(offset)).scalars())
     more = len(rows) > limit
@@ -89,16 +79,16 @@ def search_calls(
     results = []
     for call in rows:
         job = jobs.get(call.id)
+        found = CallOut.of(call, job, heard.get(call.id))
         done = job is not None and job.status == JobStatus.COMPLETED and job.text
-        source = job.text if done and job is not None else _labels(call)
-        out = CallOut.of(call, job, heard.get(call.id))
-        out.queue_ahead = ahead.get(call.id)
-        results.append(SearchResult(call=out, snippet=search.snippet(source or "", parsed)))
+        found.queue_ahead = ahead.get(call.id)
+        source = job.text if done and job is not None else _labels(found)
+        results.append(SearchResult(call=found, snippet=search.snippet(source or "", parsed)))
     next_cursor = None
     if more and rows:
         next_cursor = _cursor("id", rows[-1].id) if order == "newest" else _cursor("offset", offset + limit)
     return SearchPage(results=results, next_cursor=next_cursor)
 
 
-def _labels(call: Call) -> str:
-    return " · ".join(str(v) for v in (getattr(call, f) for f in search.LABEL_FIELDS) if v not in (None, ""))
+def _labels(call: CallOut) -> str:
+    return " · ".join(str(v) for v in call.search_labels() if v not in (None, ""))

@@ -35,6 +35,7 @@ from rdio_api.ingest import CommitError, IngestItem, IngestResult, StoredAudio
 from rdio_api.state import AppState
 from rdio_api.upload_schema import CALL_UPLOAD_REQUEST, TRUNK_RECORDER_UPLOAD_REQUEST, UPLOAD_RESPONSES
 from rdio_core.audio_probe import NotAudioError, probe
+from rdio_core.calls import SENT_TEXT
 from rdio_core.models import utcnow
 from rdio_core.settings import ApiKey, Settings
 from rdio_core.storage import AudioStore, SpooledAudio
@@ -185,8 +186,9 @@ async def _accept(
         return _text(
             401, f"Invalid API key for system {call.system} talkgroup {call.talkgroup}.", "unauthorized"
         )
-    call.audio_name = call.audio_name or clean_text(form.audio_filename, 255)
-    call.audio_type = call.audio_type or clean_text(form.audio_content_type, 100)
+    # The audio part's own name and type when the form's fields left them out.
+    call.audio_name = call.audio_name or clean_text(form.audio_filename, SENT_TEXT["audio_name"].limit)
+    call.audio_type = call.audio_type or clean_text(form.audio_content_type, SENT_TEXT["audio_type"].limit)
 
     try:
         stored = await run_in_threadpool(_store, state.store, call, form.audio)

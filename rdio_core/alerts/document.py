@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from rdio_core.alerts.models import AlertDelivery
-from rdio_core.models import Call
+from rdio_core.calls import CallSummary, StoredCall
 
 if TYPE_CHECKING:
     from rdio_core.settings import Settings
@@ -58,22 +58,17 @@ class AlertUnit(BaseModel):
     emergency: bool = False
 
 
-class AlertCall(BaseModel):
+class _AlertLinks(BaseModel):
     id: int
     url: str = Field(description="the call's page on the console")
     audio_url: str = Field(description="its audio (needs a read key, as every read route)")
-    system: int
-    system_label: str | None
-    talkgroup: int
-    talkgroup_label: str | None
-    talkgroup_name: str | None
-    talkgroup_tag: str | None
-    talkgroup_group: str | None
-    date_time: str | None
+
+
+class AlertCall(CallSummary, _AlertLinks):
+    """The call of an alert: its id and links, every summary field of ``rdio_core.calls`` (as a
+    ``/api/calls`` item has them), then what alerts add."""
+
     duration_seconds: float | None
-    frequency: int | None
-    source: int | None
-    talker_alias: str | None
     units: list[AlertUnit]
     tones: list[dict[str, Any]] | None = Field(description="null: not analysed (yet)")
     transcript: str | None
@@ -100,7 +95,11 @@ def public_base(settings: Settings) -> str:
 
 
 def build(
-    settings: Settings, delivery: AlertDelivery, call: Call, units: list[AlertUnit], transcript: str | None
+    settings: Settings,
+    delivery: AlertDelivery,
+    call: StoredCall,
+    units: list[AlertUnit],
+    transcript: str | None,
 ) -> AlertDocument:
     base = public_base(settings)
     return AlertDocument(
@@ -110,21 +109,11 @@ def build(
         matched=delivery.matched_text,
         fired_at=_iso(delivery.created_at),
         call=AlertCall(
+            **call.model_dump(include=_SUMMARY),
             id=call.id,
             url=f"{base}/calls/{call.id}",
             audio_url=f"{base}/api/calls/{call.id}/audio",
-            system=call.system_id,
-            system_label=call.system_label,
-            talkgroup=call.talkgroup,
-            talkgroup_label=call.talkgroup_label,
-            talkgroup_name=call.talkgroup_name,
-            talkgroup_tag=call.talkgroup_tag,
-            talkgroup_group=call.talkgroup_group,
-            date_time=_iso(call.date_time),
             duration_seconds=call.duration_seconds,
-            frequency=call.frequency,
-            source=call.source,
-            talker_alias=call.talker_alias,
             units=units,
             tones=call.tones,
             transcript=transcript,
@@ -132,10 +121,13 @@ def build(
     )
 
 
+_SUMMARY = set(CallSummary.model_fields)
+
+
 def notification(document: AlertDocument) -> tuple[str, str]:
     """(title, body) of an Apprise notification: short enough for a phone's lock screen."""
     call = document.call
-    where = call.talkgroup_label or call.talkgroup_name or f"TG {call.talkgroup}"
+    where = call.talkgroup_title()
     system = call.system_label or f"system {call.system}"
     title = f"{document.rule}: {where}"
     lines = [f"{where} ({system})"]

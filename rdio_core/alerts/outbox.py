@@ -19,6 +19,7 @@ from rdio_core import jobs, units  # jobs.ClaimOutcome: one vocabulary for every
 from rdio_core.alerts.models import AlertAttempt, AlertCooldown, AlertDelivery, DeliveryStatus
 from rdio_core.alerts.rules import CallFacts, CompiledRule, call_units, compile_rules
 from rdio_core.alerts.settings import Stage
+from rdio_core.calls import StoredCall
 from rdio_core.models import Call, utcnow
 
 if TYPE_CHECKING:  # rdio_core.settings mounts this package's settings: no import cycle at run time
@@ -36,20 +37,20 @@ def has_rules(settings: Settings, stage: Stage) -> bool:
     return any(rule.stage == stage for rule in compile_rules(settings.alerts))
 
 
-def alerts_wanted(call: Call) -> bool:
+def alerts_wanted(call: StoredCall) -> bool:
     """False for a call brought in from an archive without ``--alerts`` (rdio_api.importers): last
     year's pages must not ring today, at upload, at tone analysis or when its transcript lands."""
     origin = call.meta.get("import") if isinstance(call.meta, dict) else None
     return not (isinstance(origin, dict) and origin.get("alerts") is False)
 
 
-def call_facts(call: Call, session: Session | None = None) -> CallFacts:
+def call_facts(call: StoredCall, session: Session | None = None) -> CallFacts:
     """The facts of ``call`` the rules test. Its units come from the upload's fields (``source``,
     srcList), and with a ``session`` also from its stored transmissions (rdio_core.units)."""
     tones = call.tones
-    stored = units.unit_ids(session, call) if session is not None else set()
+    stored = units.unit_ids(session, call.id, call.source) if session is not None else set()
     return CallFacts(
-        system=call.system_id,
+        system=call.system,
         talkgroup=call.talkgroup,
         units=call_units(call.source, call.sources, stored),
         tones=tuple(t for t in tones if isinstance(t, dict)) if isinstance(tones, list) else None,
@@ -57,7 +58,7 @@ def call_facts(call: Call, session: Session | None = None) -> CallFacts:
 
 
 def fire_alerts(
-    session: Session, settings: Settings, call: Call, stage: Stage, transcript: str | None = None
+    session: Session, settings: Settings, call: StoredCall, stage: Stage, transcript: str | None = None
 ) -> list[int]:
     """Evaluate the enabled rules of ``stage`` against ``call`` and add a pending delivery per
     action of each rule that matches, in the caller's transaction; their ids, to publish after the
@@ -104,7 +105,7 @@ def _changed(session: Session, stmt: Any) -> int:
     return result.rowcount
 
 
-def _take_cooldown(session: Session, rule: CompiledRule, call: Call, now: datetime) -> bool:
+def _take_cooldown(session: Session, rule: CompiledRule, call: StoredCall, now: datetime) -> bool:
     """Start the cooldown of (rule, talkgroup) unless it is running; True when this caller did.
 
     Compare-and-set in the firing transaction: on PostgreSQL a second transaction's UPDATE waits
@@ -113,14 +114,14 @@ def _take_cooldown(session: Session, rule: CompiledRule, call: Call, now: dateti
     since = now - timedelta(seconds=rule.rule.cooldown_seconds)
     key = (
         AlertCooldown.rule == rule.name,
-        AlertCooldown.system_id == call.system_id,
+        AlertCooldown.system_id == call.system,
         AlertCooldown.talkgroup == call.talkgroup,
     )
     stmt: Update = update(AlertCooldown).where(*key, AlertCooldown.fired_at <= since).values(fired_at=now)
     if _changed(session, stmt):
         return True
     insert = _insert(session, AlertCooldown).values(
-        rule=rule.name, system_id=call.system_id, talkgroup=call.talkgroup, fired_at=now
+        rule=rule.name, system_id=call.system, talkgroup=call.talkgroup, fired_at=now
     )
     taken = session.execute(insert.on_conflict_do_nothing().returning(AlertCooldown.rule))
     return taken.scalar_one_or_none() is not None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from rdio_core.search import LABEL_FIELDS, call_document, index_calls
+from rdio_core.search import document_text, index_calls
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -22,6 +22,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BATCH = 1000
+# The labels indexed at this revision, frozen: a field added later is not a column yet here.
+LABELS = ("system_label", "talkgroup_label", "talkgroup_name", "talkgroup_tag", "talker_alias", "source")
 
 
 def upgrade() -> None:
@@ -54,7 +56,7 @@ def upgrade() -> None:
 
 
 def _backfill(conn: sa.Connection) -> None:
-    calls = sa.table("calls", *(sa.column(n) for n in ("id", *LABEL_FIELDS)))
+    calls = sa.table("calls", *(sa.column(n) for n in ("id", *LABELS)))
     jobs = sa.table(
         "transcription_jobs", sa.column("id"), sa.column("call_id"), sa.column("status"), sa.column("text")
     )
@@ -71,7 +73,9 @@ def _backfill(conn: sa.Connection) -> None:
                 .order_by(jobs.c.id)
             ).all()
         )
-        index_calls(conn, [(r.id, call_document(r, texts.get(r.id))) for r in rows])
+        index_calls(
+            conn, [(r.id, document_text(texts.get(r.id), *(getattr(r, n) for n in LABELS))) for r in rows]
+        )
         last = ids[-1]
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from rdio_core import units
-from rdio_core.search import LABEL_FIELDS, call_document, index_call
+from rdio_core.search import document_text, index_call, source_words
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -26,6 +26,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BATCH = 1000
+# The labels indexed at this revision, frozen: a field added later is not a column yet here.
+LABELS = ("system_label", "talkgroup_label", "talkgroup_name", "talkgroup_tag", "talker_alias", "source")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -64,7 +66,7 @@ def upgrade() -> None:
 def _backfill(conn: sa.Connection) -> None:
     """Transmissions, units and (for srcList calls) the search document of existing calls."""
     typed: dict[str, Any] = {"date_time": sa.DateTime(), "sources": sa.JSON(), "duration_seconds": sa.Float()}
-    names = {"id", "system_id", "client_kind", *typed, *LABEL_FIELDS}
+    names = {"id", "system_id", "client_kind", *typed, *LABELS}
     calls = sa.table("calls", *(sa.column(n, typed.get(n)) for n in names))
     jobs = sa.table(
         "transcription_jobs", sa.column("id"), sa.column("call_id"), sa.column("status"), sa.column("text")
@@ -104,7 +106,8 @@ def _backfill(conn: sa.Connection) -> None:
                 ).all()
             )
             for r in listed:
-                index_call(conn, r.id, call_document(r, texts.get(r.id)))
+                labels = (getattr(r, n) for n in LABELS)
+                index_call(conn, r.id, document_text(texts.get(r.id), *labels, *source_words(r.sources)))
 
 
 def downgrade() -> None:
