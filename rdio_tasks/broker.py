@@ -46,8 +46,11 @@ class CeleryBroker:
 
 
 def connect(broker_url: str) -> CeleryBroker:
-    """A broker bound to ``broker_url`` through the shared ``rdio_tasks`` app."""
-    from rdio_tasks.celery_app import app
-
+    """A broker bound to ``broker_url`` through a Celery app of its own: the shared ``rdio_tasks``
+    app keeps the connections of whatever broker it last used in this process (a test's stopped
+    Redis answered every later publish with "connection refused"), and publishing needs only the
+    task names and queues, which celeryconfig holds."""
+    app = Celery("rdio-publish", set_as_current=False)
+    app.config_from_object("celeryconfig")
     app.conf.update(broker_url=broker_url)
     return CeleryBroker(app)

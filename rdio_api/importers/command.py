@@ -126,17 +126,9 @@ def execute(
     store = AudioStore(settings.resolved_audio_dir)
     pipeline = feeder = None
     if not options.dry_run and settings.broker_url:
-        from celery import Celery
+        from rdio_tasks.broker import connect
 
-        from rdio_tasks.broker import CeleryBroker
-
-        # An app of its own, bound to this config's broker: the shared rdio_tasks app keeps the
-        # connections of whatever broker it last used in this process (publishing only needs the
-        # task names and queues, which celeryconfig holds).
-        celery_app = Celery("rdio-import", set_as_current=False)
-        celery_app.config_from_object("celeryconfig")
-        celery_app.conf.update(broker_url=settings.broker_url)
-        broker = CeleryBroker(celery_app)
+        broker = connect(settings.broker_url)  # a Celery app of its own, bound to this broker
         feeder = AnalysisFeeder(broker) if settings.tones.enabled else None
         # No sweepers here: the server's publish what this command leaves pending.
         pipeline = Pipeline(broker, factory, lambda: settings, analysis=feeder)
