@@ -270,6 +270,8 @@ def _port(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rdio_core.outbox import Queue
+
     parser = argparse.ArgumentParser(prog="rdio-api", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config file (default: $RDIO_CONFIG or ./config.yaml)")
@@ -299,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", parents=[common], help="a Celery worker (gpu and/or alerts queue)")
     worker.add_argument(
-        "-Q", "--queues", default="gpu", help="comma-separated: gpu, tones, alerts (default gpu)"
+        "-Q", "--queues", default=Queue.GPU.value, help="comma-separated: gpu, tones, alerts (default gpu)"
     )
     worker.add_argument("-n", "--name", help="Celery node name (default rdio-<queues>@<host>)")
     worker.add_argument("-c", "--concurrency", type=int, help="threads (default transcription.concurrency)")

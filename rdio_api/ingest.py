@@ -187,10 +187,12 @@ class CallWriter:
             for pair in batch:
                 self._write_batch([pair])
             return
-        for (_, fut), result in zip(batch, results, strict=True):
-            fut.set_result(result)
+        # Handed to the publishers before anyone hears of the commit (queue puts, no broker wait):
+        # a caller that saw its result (the importer waiting for its analyses) finds them there.
         if self.pipeline is not None:
             self._publish(self.pipeline, results)
+        for (_, fut), result in zip(batch, results, strict=True):
+            fut.set_result(result)
 
     @staticmethod
     def _publish(pipeline: Pipeline, results: list[IngestResult]) -> None:
