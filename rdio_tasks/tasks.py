@@ -4,10 +4,13 @@ Failures are sorted once, by :func:`rdio_tasks.errors.classify`: a transient one
 (``queued``) and raises :class:`TransientError`, which Celery's ``autoretry_for`` turns into a retry
 with exponential backoff and full jitter (rdio_tasks.task_base, capped by
 ``transcription.retry_backoff_max_seconds``); a permanent one or a bug ends the job ``failed`` with
-the reason, at once. :func:`run_job` is a claim and a few steps; a step that ends the job early
-raises :class:`EndJob`, and :func:`finish_job` is the one place that records it. Retries are bounded by the
-job's attempt counter in the database, not by Celery: a redelivered or republished message claims
-the same row, and a claim past ``max_attempts`` ends the job.
+the reason, at once. Retries are bounded by the job's attempt counter in the database, not by
+Celery: a redelivered or republished message claims the same row, and a claim past
+``max_attempts`` ends the job.
+
+:func:`run_job` is a claim and a few small steps (:func:`check_audio`, :func:`decode_call`,
+:func:`speech_of`, :func:`run_engine`, :func:`store_result`); a step that ends the job early
+raises :class:`EndJob`, and :func:`finish_job` is the one place that records the end.
 """
 
 from __future__ import annotations
