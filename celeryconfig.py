@@ -4,6 +4,8 @@ Values that depend on the deployment (broker URL, time limits) come from the rdi
 (``RDIO_*`` env / YAML), so one config file drives the API and every GPU worker.
 """
 
+from rdio_core.outbox import Queue
+from rdio_core.outbox.refs import celery_routes
 from rdio_core.settings import load_settings
 
 _settings = load_settings()
@@ -62,15 +64,11 @@ broker_connection_max_retries = None
 worker_send_task_events = True
 task_send_sent_event = True
 
-# Transcription runs only on the GPU queue; `celery -A rdio_tasks worker -Q gpu` consumes it.
-task_routes = {
-    "rdio_tasks.transcribe_call": {"queue": "gpu"},
-    # Alert deliveries wait on other people's servers: their own queue, never a GPU thread.
-    "rdio_tasks.deliver_alert": {"queue": "alerts"},
-    # Tone analysis fires tone alerts: on the alerts queue too, never behind transcriptions.
-    "rdio_tasks.analyze_call": {"queue": "alerts"},
-}
-task_default_queue = "gpu"
+# Every task on its queue (rdio_core.outbox.refs.TaskRef): transcription on `gpu`, which
+# `celery -A rdio_tasks worker -Q gpu` consumes; tone analysis on `tones` and alert deliveries on
+# `alerts`, never behind a transcription (`rdio-api worker -Q alerts,tones`, no model).
+task_routes = celery_routes()
+task_default_queue = Queue.GPU.value
 
 task_serializer = "json"
 accept_content = ["json"]

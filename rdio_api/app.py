@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rdio_api import alerts_hook, analysis_hook, maintenance, spool, transcription_hook
+from rdio_api import maintenance, runtime, spool
 from rdio_api.deps import docs_access
 from rdio_api.importers import watch
 from rdio_api.ingest import CallWriter
@@ -49,10 +49,8 @@ log = logging.getLogger(__name__)
 # What the lifespan starts once AppState is built; each returns its cleanup (or None).
 StartupHook = Callable[[AppState], Callable[[], None] | None]
 STARTUP_HOOKS: tuple[StartupHook, ...] = (
-    transcription_hook.install,
+    runtime.install,
     maintenance.install,
-    alerts_hook.install,
-    analysis_hook.install,
     watch.install,
 )
 
@@ -63,12 +61,16 @@ def create_app(settings: Settings, on_ready: Callable[[], None] | None = None) -
         engine = db.make_engine(settings.resolved_database_url)
         db.upgrade(engine)
         factory = db.make_session_factory(engine)
+        # Reads the running settings through `state` (late-bound: nothing publishes before the
+        # hooks below start the pipeline).
+        pipeline = runtime.build(settings, factory, lambda: state.settings)
         state = AppState(
             settings=settings,
             engine=engine,
             factory=factory,
             store=AudioStore(settings.resolved_audio_dir),
-            writer=CallWriter(factory, settings),
+            writer=CallWriter(factory, settings, pipeline),
+            pipeline=pipeline,
         )
         app.state.rdio = state
         # The spool first: the orphan sweep (maintenance) must see what it holds.

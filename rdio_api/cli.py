@@ -126,29 +126,23 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     from rdio_api.maintenance import run_retention
     from rdio_core import db
-    from rdio_core.alerts import publish as alert_publish
+    from rdio_core.pipeline import Pipeline
     from rdio_core.storage import AudioStore
-    from rdio_tasks.celery_app import app
-    from rdio_tasks.dispatch import Dispatcher
+    from rdio_tasks.broker import connect
 
     if not settings.broker_url:
         return _no_broker("sweep")
     engine = db.make_engine(settings.resolved_database_url)
     db.upgrade(engine)
     factory = db.make_session_factory(engine)
-    dispatcher = Dispatcher(settings, factory, app)
+    pipeline = Pipeline(connect(settings.broker_url), factory, lambda: settings)
     store = AudioStore(settings.resolved_audio_dir)
     next_retention = 0.0
     while True:
         if time.monotonic() >= next_retention:  # at start, then every storage interval
             run_retention(settings, factory, store)
             next_retention = time.monotonic() + settings.storage.orphan_sweep_interval_seconds
-        print(
-            json.dumps(
-                {**dispatcher.sweep_once(), "alerts": alert_publish.sweep_once(factory, settings, app)}
-            ),
-            flush=True,
-        )
+        print(json.dumps(pipeline.sweep_once()), flush=True)
         if args.once:
             return 0
         time.sleep(settings.transcription.sweep_interval_seconds)
@@ -186,14 +180,13 @@ def cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
     run, resumed = backfill.open_run(factory, wanted, settings.transcription.backfill_priority, "cli")
     publish: backfill.Publish | None = None
     if settings.broker_url:
-        from rdio_tasks.celery_app import app
-        from rdio_tasks.dispatch import Dispatcher
+        from rdio_core.pipeline import Pipeline, job_message
+        from rdio_tasks.broker import connect
 
-        dispatcher = Dispatcher(settings, factory, app)
+        jobs_out = Pipeline(connect(settings.broker_url), factory, lambda: settings).jobs
 
         def publish(items: list[tuple[int, int]]) -> None:
-            for job_id, priority in items:
-                dispatcher.publish(job_id, priority)
+            jobs_out.publish_all([job_message(job_id, priority) for job_id, priority in items])
     else:
         print("no broker_url: the jobs stay pending until the API's sweeper publishes them", file=sys.stderr)
     print(f"backfill run {run.id}{' (resumed)' if resumed else ''}", file=sys.stderr)
@@ -245,16 +238,17 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("worker")
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    """A Celery worker on the given queues: ``gpu`` transcribes (loads Whisper), ``alerts`` sends
-    alerts and analyses tones (loads no model)."""
+    """A Celery worker on the given queues (rdio_core.outbox.Queue): ``gpu`` transcribes (loads
+    Whisper), ``tones`` analyses tones and ``alerts`` sends alerts (neither loads a model)."""
+    from rdio_core.outbox import Queue
     from rdio_tasks.celery_app import worker_argv
 
     if not settings.broker_url:
         return _no_broker("worker")
     queues = tuple(q.strip() for q in args.queues.split(",") if q.strip())
-    unknown = set(queues) - {"gpu", "alerts"}
-    if not queues or unknown:
-        print(f"rdio-api worker: queues are gpu and/or alerts, not {args.queues!r}", file=sys.stderr)
+    known = [q.value for q in Queue]
+    if not queues or set(queues) - set(known):
+        print(f"rdio-api worker: queues are among {', '.join(known)}, not {args.queues!r}", file=sys.stderr)
         return 2
     extra = ["-c", str(args.concurrency)] if args.concurrency else []
     argv = worker_argv(args.name or f"rdio-{'-'.join(queues)}@%h", *extra, queues=queues)
@@ -294,6 +288,8 @@ def _port(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rdio_core.outbox import Queue
+
     parser = argparse.ArgumentParser(prog="rdio-api", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config file (default: $RDIO_CONFIG or ./config.yaml)")
@@ -323,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--once", action="store_true", help="one sweep, print the result, exit")
 
     worker = sub.add_parser("worker", parents=[common], help="a Celery worker (gpu and/or alerts queue)")
-    worker.add_argument("-Q", "--queues", default="gpu", help="comma-separated: gpu, alerts (default gpu)")
+    worker.add_argument(
+        "-Q", "--queues", default=Queue.GPU.value, help="comma-separated: gpu, tones, alerts (default gpu)"
+    )
     worker.add_argument("-n", "--name", help="Celery node name (default rdio-<queues>@<host>)")
     worker.add_argument("-c", "--concurrency", type=int, help="threads (default transcription.concurrency)")
 

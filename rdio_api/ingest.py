@@ -14,7 +14,6 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -36,6 +35,7 @@ from rdio_core.models import (
     TranscriptionJob,
     utcnow,
 )
+from rdio_core.pipeline import Pipeline
 from rdio_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,15 +114,15 @@ class CallWriter:
         self,
         factory: sessionmaker[Session],
         settings: Settings,
-        on_jobs_committed: Callable[[list[tuple[int, int]]], None] | None = None,
+        pipeline: Pipeline | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self.factory = factory
         self.max_batch = max_batch
         self.settings = settings
-        self.on_jobs_committed = on_jobs_committed
-        # Ids of the calls each batch stored, after its commit (tone analysis: rdio_api.analysis_hook).
-        self.on_calls_committed: Callable[[list[int]], None] | None = None
+        # Publishes what each batch committed: its jobs, its calls' tone analyses, the deliveries
+        # of rules that fired (rdio_core.pipeline). None without a broker: all wait for a sweeper.
+        self.pipeline = pipeline
         self._queue: queue.Queue[tuple[IngestItem, concurrent.futures.Future[IngestResult]] | None] = (
             queue.Queue()
         )
@@ -187,27 +187,29 @@ class CallWriter:
             for pair in batch:
                 self._write_batch([pair])
             return
+        # Handed to the publishers before anyone hears of the commit (queue puts, no broker wait):
+        # a caller that saw its result (the importer waiting for its analyses) finds them there.
+        if self.pipeline is not None:
+            self._publish(self.pipeline, results)
         for (_, fut), result in zip(batch, results, strict=True):
             fut.set_result(result)
+
+    @staticmethod
+    def _publish(pipeline: Pipeline, results: list[IngestResult]) -> None:
+        """Hand the batch's new rows to the publishers (best effort: the sweepers cover a failure)."""
         new_jobs = [
             (r.job_id, r.job_priority)
             for r in results
             if r.job_id is not None and r.job_priority is not None and r.job_status == JobStatus.PENDING
         ]
-        if new_jobs and self.on_jobs_committed is not None:
-            try:
-                self.on_jobs_committed(new_jobs)
-            except Exception:
-                log.exception("job publish hook failed; the sweeper will publish jobs %s", new_jobs)
         new_calls = [r.call_id for r in results if not r.duplicate]
-        if new_calls and self.on_calls_committed is not None:
-            try:
-                self.on_calls_committed(new_calls)
-            except Exception:
-                log.exception("analysis publish hook failed; the sweeper will publish calls %s", new_calls)
         fired = [delivery for r in results for delivery in r.alert_ids]
-        if fired:
-            alerts.publish_deliveries(fired)
+        try:
+            pipeline.jobs_committed(new_jobs)
+            pipeline.calls_committed(new_calls)
+            pipeline.deliveries_fired(fired)
+        except Exception:
+            log.exception("publishing a batch failed; the sweepers will publish it")
 
     def _commit(self, items: list[IngestItem]) -> list[IngestResult]:
         """De-duplicate and insert a batch in one transaction with multi-row INSERT ... RETURNING."""

@@ -17,8 +17,8 @@ from rdio_api.spool import Drain, Spool
 from rdio_core.settings import ApiKey, Settings
 from rdio_core.storage import AudioStore
 
-if TYPE_CHECKING:  # the API imports Celery only when transcription is on (rdio_api.transcription_hook)
-    from rdio_tasks.dispatch import Dispatcher
+if TYPE_CHECKING:
+    from rdio_core.pipeline import Pipeline
 
 
 class RateLimiter:
@@ -52,8 +52,9 @@ class AppState:
     events: EventHub | None = None  # made by the first /api/events stream
     spool: Spool | None = None  # uploads waiting for the database (None: spool.enabled false)
     drain: Drain | None = None
-    # Set by rdio_api.transcription_hook when transcription is on; None without a broker.
-    dispatcher: Dispatcher | None = None
+    # The publishers of jobs, tone analyses and alert deliveries (rdio_api.runtime); None without a
+    # broker.
+    pipeline: Pipeline | None = None
     broker_probe: Callable[[], str] | None = None  # /ready's "broker" check
     metrics_refresh: Callable[[], None] | None = None  # job gauges, read by /metrics
     config_error: Callable[[], str | None] | None = None  # why the last config reload was refused
@@ -75,5 +76,3 @@ class AppState:
         self.preauth.per_client = new.upload.unauthenticated_bytes_per_client
         self.preauth.total = new.upload.unauthenticated_bytes_total
         self.preauth.per_connection = new.upload.unauthenticated_bytes_per_connection
-        if self.dispatcher is not None:
-            self.dispatcher.settings = new

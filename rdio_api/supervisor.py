@@ -36,8 +36,13 @@ from rdio_api import handoff
 from rdio_api.auth import upload_keys
 from rdio_api.helper_status import HELPERS_FILE
 from rdio_core.embedded_redis import EmbeddedRedis, free_port
+from rdio_core.outbox import Queue
 from rdio_core.settings import Settings
 from rdio_tasks.celery_app import worker_argv
+
+#: The queues of the worker that loads no model: tone analysis and alert deliveries (both light and
+#: latency-bound; rdio_core.outbox.refs.Queue says why they are two).
+LIGHT_QUEUES = (Queue.ALERTS, Queue.TONES)
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +151,10 @@ class Supervisor:
         )
         self.api.start()
         # celeryconfig's defaults: threads pool, transcription.concurrency calls batched together.
-        self._spawn("worker", self._worker_cmd("rdio-embedded@%h", ("gpu",)), env)
-        # Alerts (and tone analysis) on their own worker: a slow webhook never holds a GPU thread,
+        self._spawn("worker", self._worker_cmd("rdio-embedded@%h", (Queue.GPU,)), env)
+        # Tone analysis and alerts on their own worker: a slow webhook never holds a GPU thread,
         # and this one loads no model (rdio_tasks.tasks: only a gpu-queue worker preloads Whisper).
-        self._spawn("alerts worker", self._worker_cmd("rdio-alerts@%h", ("alerts",)), env)
+        self._spawn("alerts worker", self._worker_cmd("rdio-alerts@%h", LIGHT_QUEUES), env)
         user, password = flower_credentials(self.settings)
         flower_port = self.settings.flower.port
         # The credentials travel in the environment (rdio-api flower hands them to Flower as
@@ -167,9 +172,10 @@ class Supervisor:
             f"  console          {scheme}://{self.host}:{self.port}/   (enter the key '{self._console_key()}' once)\n"
             f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs, key via Authorize)\n"
             f"  broker (Redis)   {broker_url}{'  (embedded, AOF in ' + str(data_dir / 'redis') + ')' if self.redis else ''}\n"
-            f"  worker           queue 'gpu', model {self.settings.transcription.model}, "
+            f"  worker           queue '{Queue.GPU}', model {self.settings.transcription.model}, "
             f"{self.settings.transcription.concurrency} calls in flight, batch {self.settings.transcription.batch_size}\n"
-            f"  alerts worker    queue 'alerts', {len(self.settings.alerts.rules)} rule(s) in alerts.rules\n"
+            f"  alerts worker    queues {', '.join(map(repr, map(str, LIGHT_QUEUES)))}, "
+            f"{len(self.settings.alerts.rules)} rule(s) in alerts.rules\n"
             f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user}, password in "
             f"{(self.settings.flower.password and 'the config') or data_dir / 'flower-credentials'}\n"
             f"  data             {data_dir}\n"
@@ -182,7 +188,7 @@ class Supervisor:
             flush=True,
         )
 
-    def _worker_cmd(self, name: str, queues: tuple[str, ...]) -> list[str]:
+    def _worker_cmd(self, name: str, queues: tuple[Queue, ...]) -> list[str]:
         argv = worker_argv(name, queues=queues)
         if self.quiet:  # no banner (celery -q), warnings only (the last --loglevel wins)
             argv = [*argv[:2], "-q", *argv[2:], "--loglevel", "WARNING"]

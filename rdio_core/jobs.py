@@ -10,36 +10,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CursorResult, Select, Update, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import alerts, search
+from rdio_core import search
 from rdio_core.calls import StoredCall
 from rdio_core.models import Call, Event, EventKind, JobStatus, TranscriptionJob, utcnow
-
-if TYPE_CHECKING:
-    from rdio_core.settings import Settings
+from rdio_core.outbox import lease
+from rdio_core.outbox.lease import ClaimOutcome, LeasedTable, changed
 
 log = logging.getLogger(__name__)
 
 FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED)
 #: Jobs waiting for a worker: the backlog that ``transcription.defer_backlog_depth`` bounds.
 WAITING = (JobStatus.PENDING, JobStatus.QUEUED)
-
-
-class ClaimOutcome(StrEnum):
-    """What trying to claim a job found."""
-
-    CLAIMED = "claimed"  # this worker holds it now, under a lease
-    FINAL = "final"  # completed, failed or skipped already: nothing to do
-    BUSY = "busy"  # another worker holds a live lease: look again when it lapses
-    GAVE_UP = "gave_up"  # out of attempts: ended as failed by this claim
-    MISSING = "missing"  # no such job (deleted with its call)
 
 
 @dataclass(frozen=True)
@@ -52,11 +40,21 @@ class Claim:
     retry_in: float = 0.0
 
 
-def _changed(session: Session, stmt: Update) -> int:
-    """How many rows an UPDATE changed: the compare-and-set's answer."""
-    result = session.execute(stmt)
-    assert isinstance(result, CursorResult)  # what an UPDATE returns (typed as any Result)
-    return result.rowcount
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Waiting for a worker, or processing under a lease that lapsed (its worker is gone)."""
+    return or_(
+        TranscriptionJob.status.in_(WAITING),
+        and_(TranscriptionJob.status == JobStatus.PROCESSING, TranscriptionJob.lease_expires_at < now),
+    )
+
+
+LEASED = LeasedTable(
+    model=TranscriptionJob,
+    claimable=_claimable,
+    is_final=lambda job: job.status in FINAL,
+    on_claim=lambda now: {"status": JobStatus.PROCESSING, "started_at": now},
+    on_give_up=lambda now: {"status": JobStatus.FAILED, "finished_at": now},
+)
 
 
 def celery_priority(job_priority: int) -> int:
@@ -70,52 +68,20 @@ def claim(
     """Take the job for this worker under a lease: pending/queued, or processing with a lapsed lease."""
     now = utcnow()
     with factory() as session:
-        claimable = or_(
-            TranscriptionJob.status.in_([JobStatus.PENDING, JobStatus.QUEUED]),
-            and_(TranscriptionJob.status == JobStatus.PROCESSING, TranscriptionJob.lease_expires_at < now),
-        )
-        stmt = (
-            update(TranscriptionJob)
-            .where(TranscriptionJob.id == job_id, claimable, TranscriptionJob.attempts < max_attempts)
-            .values(
-                status=JobStatus.PROCESSING,
-                attempts=TranscriptionJob.attempts + 1,
-                worker=worker,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                started_at=now,
-                updated_at=now,
-            )
-        )
-        claimed = _changed(session, stmt) == 1
-        session.commit()
-        job = session.get(TranscriptionJob, job_id)
-        if job is None:
-            return Claim(ClaimOutcome.MISSING)
-        if claimed:
-            call = session.get(Call, job.call_id)
-            return Claim(ClaimOutcome.CLAIMED, job, call)
-        if job.status in FINAL:
-            return Claim(ClaimOutcome.FINAL, job)
-        if job.status == JobStatus.PROCESSING and job.lease_expires_at and job.lease_expires_at >= now:
-            retry_in = (job.lease_expires_at - now).total_seconds() + 1
-            return Claim(ClaimOutcome.BUSY, job, retry_in=retry_in)
-        # Claimable but out of attempts: a poison call. End it instead of looping forever.
-        gave_up = _changed(
+        outcome, job = lease.claim(
             session,
-            update(TranscriptionJob)
-            .where(TranscriptionJob.id == job_id, claimable)
-            .values(
-                status=JobStatus.FAILED,
-                error=f"gave up after {job.attempts} attempts; last error: {job.error or 'worker lost'}",
-                finished_at=now,
-                lease_expires_at=None,
-                updated_at=now,
-            ),
+            replace(LEASED, on_claim=lambda now: {**LEASED.on_claim(now), "worker": worker}),
+            job_id,
+            lease_seconds,
+            max_attempts,
+            now,
+            ended=_ended(job_id),
         )
-        if gave_up:
-            _ended(job_id)(session)
-        session.commit()
-        return Claim(ClaimOutcome.GAVE_UP if gave_up else ClaimOutcome.FINAL, job)
+        if outcome is ClaimOutcome.CLAIMED:
+            return Claim(outcome, job, session.get(Call, job.call_id))
+        if outcome is ClaimOutcome.BUSY:
+            return Claim(outcome, job, retry_in=(job.lease_expires_at - now).total_seconds() + 1)
+        return Claim(outcome, job)
 
 
 def _update_owned(
@@ -128,7 +94,7 @@ def _update_owned(
     """Apply ``values`` only while ``worker`` still holds the job (processing under its lease);
     ``then`` runs in the same transaction when it did."""
     with factory() as session:
-        done = _changed(
+        done = changed(
             session,
             update(TranscriptionJob)
             .where(
@@ -144,16 +110,17 @@ def _update_owned(
     return bool(done)
 
 
+#: What storing a transcript adds to its transaction beyond the job row and the search document
+#: (rdio_core.pipeline: the alert rules its text matches). Gets the session, the call, the text.
+AfterTranscript = Callable[[Session, StoredCall, str], None]
+
+
 def _ended(
-    job_id: int,
-    transcript: str | None = None,
-    reindex: bool = False,
-    settings: Settings | None = None,
-    fired: list[int] | None = None,
+    job_id: int, transcript: str | None = None, reindex: bool = False, after: AfterTranscript | None = None
 ) -> Callable[[Session], None]:
     """What ending a job adds to its transaction: the live feed's event and, for a completed job,
     the call's search document with the new transcript (a re-transcription replaces the old) and
-    the deliveries of the alert rules its text matches (their ids appended to ``fired``)."""
+    whatever ``after`` adds."""
 
     def record(session: Session) -> None:
         call_id = session.execute(
@@ -162,11 +129,12 @@ def _ended(
         session.add(
             Event(kind=EventKind.TRANSCRIPT_UPDATED, call_id=call_id, job_id=job_id, created_at=utcnow())
         )
-        if reindex:
-            call = StoredCall.model_validate(session.get_one(Call, call_id))
-            search.index_call(session, call_id, search.call_document(call, transcript))
-            if settings is not None and fired is not None and transcript:
-                fired.extend(alerts.fire_alerts(session, settings, call, "transcript", transcript))
+        if not reindex:
+            return
+        call = StoredCall.model_validate(session.get_one(Call, call_id))
+        search.index_call(session, call_id, search.call_document(call, transcript))
+        if after is not None and transcript:
+            after(session, call, transcript)
 
     return record
 
@@ -176,17 +144,15 @@ def complete(
     job_id: int,
     worker: str,
     values: dict[str, Any],
-    settings: Settings | None = None,
+    after: AfterTranscript | None = None,
 ) -> bool:
-    """Store the result in one transaction, only while this worker still owns the job. With
-    ``settings``, alert rules on the transcript fire in that transaction (an outbox: published
-    after the commit, swept if the publish is lost)."""
-    fired: list[int] = []
+    """Store the result in one transaction, only while this worker still owns the job; ``after``
+    runs in that transaction (see :data:`AfterTranscript`)."""
     done = _update_owned(
         factory,
         job_id,
         worker,
-        _ended(job_id, values.get("text"), reindex=True, settings=settings, fired=fired),
+        _ended(job_id, values.get("text"), reindex=True, after=after),
         **values,
         status=JobStatus.COMPLETED,
         error=None,
@@ -194,8 +160,6 @@ def complete(
     )
     if not done:
         log.warning("job %s: result discarded, this worker (%s) no longer owns it", job_id, worker)
-    elif fired:
-        alerts.publish_deliveries(fired)
     return done
 
 
@@ -346,7 +310,7 @@ def release_deferred(
         released: list[tuple[int, int]] = []
         now = utcnow()
         for job_id, priority in picked:
-            moved = _changed(
+            moved = changed(
                 session,
                 update(TranscriptionJob)
                 .where(TranscriptionJob.id == job_id, TranscriptionJob.status == JobStatus.DEFERRED)

@@ -37,6 +37,7 @@ RESTART_ONLY = (
     "transcription.concurrency",
     "transcription.task_time_limit_seconds",
     "transcription.retry_backoff_max_seconds",
+    "alerts.retry_backoff_max_seconds",  # Celery reads a task's cap once (rdio_tasks.task_base)
     "transcription.heartbeat_seconds",  # a worker's heartbeat thread fixes its interval at start
 )
 

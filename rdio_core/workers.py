@@ -29,6 +29,7 @@ from sqlalchemy import JSON, DateTime, Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from rdio_core.models import Base, JobStatus, TranscriptionJob, utcnow
+from rdio_core.outbox import Queue
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,8 @@ def is_offline(worker: Worker, now: datetime, offline_seconds: float) -> bool:
     return worker.stopped_at is None and worker.last_heartbeat_at < now - timedelta(seconds=offline_seconds)
 
 
-def active_count(workers: Sequence[Worker], now: datetime, fresh_seconds: float, queue: str = "gpu") -> int:
+def active_count(
+    workers: Sequence[Worker], now: datetime, fresh_seconds: float, queue: str = Queue.GPU
+) -> int:
     """Live workers consuming ``queue`` (the figure ``active_workers`` reports)."""
     return sum(1 for w in workers if queue in (w.queues or []) and is_live(w, now, fresh_seconds))

@@ -3,23 +3,26 @@ slow webhook must not hold a transcription thread).
 
 Each run claims the delivery under a lease (:func:`rdio_core.alerts.outbox.claim`), sends it, and
 records the attempt: status code or error and duration. A failure that may pass (a network error,
-a 5xx, 408/425/429) is retried with Celery's exponential backoff and full jitter, capped by
+a 5xx, 408/425/429) raises :class:`TransientError`, which Celery retries with exponential backoff
+and full jitter like every task (rdio_tasks.task_base), capped by
 ``alerts.retry_backoff_max_seconds``; the delivery's attempt counter in the database bounds the
 retries (``alerts.max_attempts``), so a sweeper republish or a Redis redelivery cannot add more.
 A 4xx other than those, or an Apprise URL that no longer loads, fails at once: retrying cannot fix
-it. A webhook POSTs :class:`rdio_core.alerts.document.AlertDocument`, signed (see that module);
-every other action goes through Apprise.
+it. Each action kind has its notifier (:data:`NOTIFIERS`): a webhook POSTs
+:class:`rdio_core.alerts.document.AlertDocument`, signed (see that module); an Apprise action goes
+through Apprise.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from celery import Task
-from celery.utils.time import get_exponential_backoff_interval
 
 from rdio_core import units
 from rdio_core.alerts import document, outbox, redact
@@ -27,18 +30,17 @@ from rdio_core.alerts.document import AlertDocument, AlertUnit
 from rdio_core.alerts.models import AlertDelivery
 from rdio_core.alerts.outbox import AttemptResult
 from rdio_core.alerts.rules import call_units
-from rdio_core.alerts.settings import AlertAction, WebhookAction
+from rdio_core.alerts.settings import ActionKind, AlertAction, AppriseAction, WebhookAction
 from rdio_core.calls import StoredCall
-from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import Call, JobStatus, TranscriptionJob
+from rdio_core.outbox import ClaimOutcome, TaskRef
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context
-from rdio_tasks.errors import describe
+from rdio_tasks.errors import TransientError, describe
+from rdio_tasks.task_base import RetryingTask, backoff_cap
 
 log = logging.getLogger(__name__)
 
-#: Retry delays before the cap: 0-2 s, 0-4 s, 0-8 s... (factor 2, full jitter), as transcription.
-RETRY_BACKOFF_FACTOR = 2
 USER_AGENT = "rdio-api-alerts/1"
 
 
@@ -68,57 +70,81 @@ def _transcript(ctx: WorkerContext, delivery: AlertDelivery) -> str | None:
     return text
 
 
-def post_webhook(hook: WebhookAction, doc: AlertDocument, timeout: float) -> AttemptResult:
-    """POST the signed document once."""
-    body = doc.model_dump_json().encode()
-    stamp = int(time.time())
-    headers = {
-        **hook.headers,
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        document.TIMESTAMP_HEADER: str(stamp),
-        document.SIGNATURE_HEADER: document.sign(hook.secret, stamp, body),
-        document.DELIVERY_HEADER: str(doc.delivery_id),
-    }
-    started = time.perf_counter()
-    try:
-        response = httpx.post(hook.url, content=body, headers=headers, timeout=timeout)
-    except httpx.HTTPError as exc:
-        return AttemptResult(False, (time.perf_counter() - started) * 1000, error=describe(exc))
-    elapsed = (time.perf_counter() - started) * 1000
-    code = response.status_code
-    if 200 <= code < 300:
-        return AttemptResult(True, elapsed, code)
-    retryable = code >= 500 or code in outbox.RETRIED_4XX
-    text = " ".join(response.text[:200].split())
-    return AttemptResult(False, elapsed, code, f"HTTP {code}" + (f": {text}" if text else ""), retryable)
+class Notifier(ABC):
+    """Sends one attempt of one kind of action. One subclass per kind (:data:`NOTIFIERS`)."""
+
+    @abstractmethod
+    def send(self, doc: AlertDocument, timeout: float) -> AttemptResult: ...
 
 
-def notify_apprise(url: str, doc: AlertDocument) -> AttemptResult:
-    """One Apprise notification; Apprise's own warnings are the error text when it fails."""
-    import apprise
+@dataclass(frozen=True)
+class WebhookNotifier(Notifier):
+    """POSTs the signed document (rdio_core.alerts.document) once."""
 
-    started = time.perf_counter()
-    notifier = apprise.Apprise()
-    if not notifier.add(url):
-        return AttemptResult(False, 0.0, error="Apprise does not accept this URL", retryable=False)
-    title, body = document.notification(doc)
-    with apprise.LogCapture(level=logging.WARNING) as captured:
-        ok = notifier.notify(title=title, body=body)
-        said = captured.getvalue()
-    elapsed = (time.perf_counter() - started) * 1000
-    if ok:
-        return AttemptResult(True, elapsed)
-    lines = [line.split(" - ", 2)[-1] for line in str(said).strip().splitlines() if line.strip()]
-    return AttemptResult(False, elapsed, error=("; ".join(lines[-3:]) or "Apprise reported a failure")[:2000])
+    action: WebhookAction
+
+    def send(self, doc: AlertDocument, timeout: float) -> AttemptResult:
+        hook = self.action.webhook
+        body = doc.model_dump_json().encode()
+        stamp = int(time.time())
+        headers = {
+            **hook.headers,
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            document.TIMESTAMP_HEADER: str(stamp),
+            document.SIGNATURE_HEADER: document.sign(hook.secret, stamp, body),
+            document.DELIVERY_HEADER: str(doc.delivery_id),
+        }
+        started = time.perf_counter()
+        try:
+            response = httpx.post(hook.url, content=body, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return AttemptResult(False, (time.perf_counter() - started) * 1000, error=describe(exc))
+        elapsed = (time.perf_counter() - started) * 1000
+        code = response.status_code
+        if 200 <= code < 300:
+            return AttemptResult(True, elapsed, code)
+        retryable = code >= 500 or code in outbox.RETRIED_4XX
+        text = " ".join(response.text[:200].split())
+        return AttemptResult(False, elapsed, code, f"HTTP {code}" + (f": {text}" if text else ""), retryable)
 
 
-def attempt(ctx: WorkerContext, action: AlertAction, doc: AlertDocument) -> AttemptResult:
-    timeout = ctx.settings.alerts.timeout_seconds
-    if action.webhook is not None:
-        return post_webhook(action.webhook, doc, timeout)
-    assert action.apprise is not None
-    return notify_apprise(action.apprise, doc)
+@dataclass(frozen=True)
+class AppriseNotifier(Notifier):
+    """One Apprise notification; Apprise's own warnings are the error text when it fails. Apprise
+    takes no timeout per call: each plugin applies its own."""
+
+    action: AppriseAction
+
+    def send(self, doc: AlertDocument, timeout: float) -> AttemptResult:
+        import apprise
+
+        started = time.perf_counter()
+        notifier = apprise.Apprise()
+        if not notifier.add(self.action.apprise):
+            return AttemptResult(False, 0.0, error="Apprise does not accept this URL", retryable=False)
+        title, body = document.notification(doc)
+        with apprise.LogCapture(level=logging.WARNING) as captured:
+            ok = notifier.notify(title=title, body=body)
+            said = captured.getvalue()
+        elapsed = (time.perf_counter() - started) * 1000
+        if ok:
+            return AttemptResult(True, elapsed)
+        lines = [line.split(" - ", 2)[-1] for line in str(said).strip().splitlines() if line.strip()]
+        return AttemptResult(
+            False, elapsed, error=("; ".join(lines[-3:]) or "Apprise reported a failure")[:2000]
+        )
+
+
+#: The notifier of each action kind.
+NOTIFIERS: dict[ActionKind, Callable[[Any], Notifier]] = {
+    "webhook": WebhookNotifier,
+    "apprise": AppriseNotifier,
+}
+
+
+def notifier(action: AlertAction) -> Notifier:
+    return NOTIFIERS[action.kind](action)
 
 
 def _action(ctx: WorkerContext, delivery: AlertDelivery) -> AlertAction | None:
@@ -131,17 +157,20 @@ def _action(ctx: WorkerContext, delivery: AlertDelivery) -> AlertAction | None:
     return action if redact.action_target(action) == delivery.target else None
 
 
-class DeliverTask(Task):
-    """Acked after the attempt, so a worker that dies mid-send leaves the message to Redis; the
-    attempt counter in the database bounds retries (``max_retries`` is None)."""
+class DeliverTask(RetryingTask):
+    """``deliver_alert``'s retries (rdio_tasks.task_base); the delivery's attempt counter in the
+    database bounds them (``alerts.max_attempts``)."""
 
-    acks_late = True
-    max_retries = None
+    @property
+    def retry_backoff_max(self) -> int:  # type: ignore[override]
+        """The cap from the settings (read once, when the worker builds the task)."""
+        return context().settings.alerts.retry_backoff_max_seconds
 
 
-@app.task(name="rdio_tasks.deliver_alert", bind=True, base=DeliverTask)
+@app.task(name=TaskRef.DELIVER_ALERT.task_name, bind=True, base=DeliverTask)
 def deliver_alert(self: DeliverTask, delivery_id: int) -> dict[str, Any]:
-    """Send one attempt of ``delivery_id``; a retryable failure schedules the next one."""
+    """Send one attempt of ``delivery_id``; a retryable failure raises :class:`TransientError`
+    and Celery schedules the next attempt."""
     ctx = context()
     cfg = ctx.settings.alerts
     got = outbox.claim(ctx.factory, delivery_id, cfg.timeout_seconds * 2 + 30, cfg.max_attempts)
@@ -159,17 +188,14 @@ def deliver_alert(self: DeliverTask, delivery_id: int) -> dict[str, Any]:
     stored = StoredCall.model_validate(call)  # the shape documents are built from
     doc = document.build(ctx.settings, delivery, stored, _units(ctx, call), _transcript(ctx, delivery))
     try:
-        result = attempt(ctx, action, doc)
+        result = notifier(action).send(doc, cfg.timeout_seconds)
     except Exception as exc:  # a bug in a notifier plugin: recorded, and retried like any failure
         log.exception("alert delivery %s: attempt raised", delivery_id)
         result = AttemptResult(False, 0.0, error=describe(exc))
     retry_in: float | None = None
     if not result.ok and result.retryable and delivery.attempts < cfg.max_attempts:
-        retry_in = float(
-            get_exponential_backoff_interval(
-                RETRY_BACKOFF_FACTOR, delivery.attempts - 1, cfg.retry_backoff_max_seconds, True
-            )
-        )
+        # Celery picks the delay (full jitter) below this cap; the sweeper counts from it.
+        retry_in = backoff_cap(self.request.retries or 0, self.retry_backoff_max)
     status = outbox.settle(ctx.factory, delivery, result, retry_in)
     log.info(
         "alert delivery %s (rule %r, call %s) attempt %s: %s%s",
@@ -178,8 +204,8 @@ def deliver_alert(self: DeliverTask, delivery_id: int) -> dict[str, Any]:
         call.id,
         delivery.attempts,
         "sent" if result.ok else result.error,
-        f"; retry in {retry_in:.0f}s" if retry_in is not None else "",
+        "; retried" if retry_in is not None else "",
     )
     if retry_in is not None:
-        raise self.retry(countdown=retry_in)
+        raise TransientError(result.error or "attempt failed")
     return {"delivery_id": delivery_id, "status": status, "attempts": delivery.attempts}

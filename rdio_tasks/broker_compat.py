@@ -16,7 +16,9 @@ when a kombu upgrade moves it.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any
+
+from rdio_core.outbox import QueueCounts
 
 __all__ = ["BrokerCompatError", "QueueCounts", "queue_counts", "queue_depth"]
 
@@ -28,15 +30,6 @@ UNACKED_VALUE = "kombu.transport.redis.QoS.append's [payload, exchange, routing_
 
 class BrokerCompatError(RuntimeError):
     """The installed kombu no longer has what this module reads; the message names it."""
-
-
-class QueueCounts(NamedTuple):
-    waiting: int  # in the queue's lists: deliverable to the next worker that asks
-    reserved: int  # taken by a worker and not acknowledged yet
-
-    @property
-    def total(self) -> int:
-        return self.waiting + self.reserved
 
 
 def priority_queue_names(channel: Any, queue: str) -> set[str]:

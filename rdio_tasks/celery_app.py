@@ -8,6 +8,8 @@ from typing import Any
 
 from celery import Celery, signals
 
+from rdio_core.outbox import Queue
+
 NO_BROKER = (
     "broker_url is not set (RDIO_BROKER_URL or broker_url in the config); "
     "`rdio-api up` runs an embedded Redis and sets it"
@@ -25,10 +27,10 @@ def _refuse_without_broker(**_: Any) -> None:
         raise SystemExit(f"rdio-api worker: refusing to start: {NO_BROKER}")
 
 
-def worker_argv(name: str, *extra: str, queues: tuple[str, ...] = ("gpu",)) -> list[str]:
+def worker_argv(name: str, *extra: str, queues: tuple[str, ...] = (Queue.GPU,)) -> list[str]:
     """The documented worker command (``celery -A rdio_tasks worker -Q gpu``) as argv for
     ``python -m celery``; pool and concurrency come from celeryconfig (threads, batching).
-    ``queues=("alerts",)`` is the alerts worker: it never loads Whisper (rdio_tasks.tasks)."""
+    ``queues=("alerts", "tones")`` is the worker that never loads Whisper (rdio_tasks.tasks)."""
     return [
         "-m",
         "celery",

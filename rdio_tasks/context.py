@@ -1,16 +1,17 @@
-"""Per-process worker context: settings, database, audio store, built lazily after fork."""
+"""Per-process worker context: settings, database, audio store, publishers, built lazily after fork."""
 
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import db
+from rdio_core.pipeline import Pipeline
 from rdio_core.settings import Settings, config_path, load_settings
 from rdio_core.settings_reload import reload_settings
 from rdio_core.storage import AudioStore
@@ -26,6 +27,15 @@ class WorkerContext:
     store: AudioStore
     pid: int
     config_mtime: int | None = None
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """The publishers of what this worker's tasks commit (alert deliveries), through the
+        worker's own Celery app; built on first use, after any fork."""
+        from rdio_tasks.broker import CeleryBroker
+        from rdio_tasks.celery_app import app
+
+        return Pipeline(CeleryBroker(app), self.factory, lambda: self.settings)
 
 
 @cache

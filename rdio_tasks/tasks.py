@@ -2,10 +2,15 @@
 
 Failures are sorted once, by :func:`rdio_tasks.errors.classify`: a transient one hands the job back
 (``queued``) and raises :class:`TransientError`, which Celery's ``autoretry_for`` turns into a retry
-with exponential backoff and full jitter (capped by ``transcription.retry_backoff_max_seconds``); a
-permanent one or a bug ends the job ``failed`` with the reason, at once. Retries are bounded by the
-job's attempt counter in the database, not by Celery: a redelivered or republished message claims
-the same row, and a claim past ``max_attempts`` ends the job.
+with exponential backoff and full jitter (rdio_tasks.task_base, capped by
+``transcription.retry_backoff_max_seconds``); a permanent one or a bug ends the job ``failed`` with
+the reason, at once. Retries are bounded by the job's attempt counter in the database, not by
+Celery: a redelivered or republished message claims the same row, and a claim past
+``max_attempts`` ends the job.
+
+:func:`run_job` is a claim and a few small steps (:func:`check_audio`, :func:`decode_call`,
+:func:`speech_of`, :func:`run_engine`, :func:`store_result`); a step that ends the job early
+raises :class:`EndJob`, and :func:`finish_job` is the one place that records the end.
 """
 
 from __future__ import annotations
@@ -16,31 +21,35 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from celery import Task, signals
+from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from rdio_core import jobs, workers
-from rdio_core.jobs import ClaimOutcome
-from rdio_core.models import JobStatus
+from rdio_core.models import Call, JobStatus, TranscriptionJob
+from rdio_core.outbox import ClaimOutcome, Queue, TaskRef
 from rdio_core.settings import ResolvedTranscription
 from rdio_tasks.audio_decode import LENGTH_TOLERANCE_SECONDS, decode_audio
 from rdio_tasks.audio_fetch import can_fetch, local_audio
 from rdio_tasks.celery_app import app
 from rdio_tasks.context import WorkerContext, context
 from rdio_tasks.errors import AudioTooLongError, ErrorKind, TransientError, classify, describe
+from rdio_tasks.task_base import RetryingTask
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from rdio_tasks.asr import WhisperXEngine
+    from rdio_tasks.asr.result import TranscriptionResult
     from rdio_tasks.radio import RadioOptions
+    from rdio_tasks.tones.cut import WhisperInput
 
 log = logging.getLogger(__name__)
 
 #: The rate Whisper models take (and ``decode_audio``'s default).
 SAMPLE_RATE = 16000
-#: Retry delays before the cap: 0-2 s, 0-4 s, 0-8 s... (factor 2, full jitter).
-RETRY_BACKOFF_FACTOR = 2
 
 
 @dataclass
@@ -50,6 +59,23 @@ class Outcome:
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
     retry_in: float | None = None
+
+
+class EndJob(Exception):
+    """Raised by a step of :func:`run_job` to end the job, skipped or failed, with a reason (no
+    retry); :func:`finish_job` records it."""
+
+    def __init__(self, status: JobStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def finish_job(ctx: WorkerContext, job_id: int, worker: str, end: EndJob) -> Outcome:
+    """The one place a claimed job ends without a transcript."""
+    jobs.finish(ctx.factory, job_id, worker, end.status, end.reason)
+    key = "error" if end.status == JobStatus.FAILED else "reason"
+    return Outcome(end.status, {key: end.reason})
 
 
 def call_radio_options(engine: WhisperXEngine, resolved: ResolvedTranscription) -> RadioOptions | None:
@@ -79,8 +105,7 @@ def settle_failure(ctx: WorkerContext, job_id: int, worker: str, exc: BaseExcept
         log.warning("job %s failed: %s", job_id, reason)
     else:  # the same code on the same data would fail the same way: the traceback is the fix
         log.error("job %s failed, not retried (%s): %s", job_id, kind, reason, exc_info=exc)
-    jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
-    return Outcome(JobStatus.FAILED, {"error": reason})
+    return finish_job(ctx, job_id, worker, EndJob(JobStatus.FAILED, reason))
 
 
 def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
@@ -97,66 +122,112 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
     job, call = claim.job, claim.call
     assert job is not None and call is not None
     log.info("job %s call %s: attempt %s on %s", job_id, call.id, job.attempts, worker)
+    try:
+        return transcribe_claimed(ctx, job, call, worker)
+    except EndJob as end:
+        log.log(
+            logging.WARNING if end.status == JobStatus.FAILED else logging.INFO,
+            "job %s call %s %s: %s",
+            job_id,
+            call.id,
+            end.status,
+            end.reason,
+        )
+        return finish_job(ctx, job_id, worker, end)
 
-    if call.audio_removed_at is not None:
-        reason = f"audio deleted by retention on {call.audio_removed_at:%Y-%m-%d}"
-        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
-        return Outcome(JobStatus.FAILED, {"error": reason})
-    worker_cfg = ctx.settings.worker
-    if not ctx.store.absolute(call.audio_path).is_file() and not can_fetch(worker_cfg):
-        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, f"audio file missing: {call.audio_path}")
-        return Outcome(JobStatus.FAILED)
+
+def transcribe_claimed(ctx: WorkerContext, job: TranscriptionJob, call: Call, worker: str) -> Outcome:
+    """The steps of a claimed job; each raises :class:`EndJob` to stop it early."""
+    tx = ctx.settings.transcription
+    check_audio(ctx, call)
     try:
         decode_started = time.perf_counter()
-        # The shared file, or (no shared disk) a copy fetched from the API and checked by sha256.
-        with local_audio(ctx.store, call, worker_cfg) as path:
-            samples = decode_audio(path, SAMPLE_RATE, max_seconds=tx.max_audio_seconds)
+        samples = decode_call(ctx, call)
         decode_ms = (time.perf_counter() - decode_started) * 1000
         seconds = samples.size / SAMPLE_RATE
         jobs.record_duration(ctx.factory, call, seconds, LENGTH_TOLERANCE_SECONDS)
-        if seconds < tx.min_audio_seconds:  # skipped before any model time is spent
-            reason = f"audio too short: {seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
-            jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
-            return Outcome(JobStatus.SKIPPED, {"reason": reason})
-        from rdio_tasks.tones import whisper_input
-
-        # Dispatch tones: the call's stored ones (the analyze task), else detected now.
-        heard = whisper_input(samples, SAMPLE_RATE, call.tones, ctx.settings.tones)
-        if heard.skip_reason is not None:  # a page and nothing else: no model time spent
-            log.info("job %s call %s skipped: %s", job_id, call.id, heard.skip_reason)
-            jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, heard.skip_reason)
-            return Outcome(JobStatus.SKIPPED, {"reason": heard.skip_reason})
-        from rdio_tasks.asr import EngineConfig, get_engine
-
-        resolved = tx.resolve(call.system_id, call.talkgroup)
-        language = job.language or resolved.language
-        engine = get_engine(EngineConfig.from_settings(tx, job.model or resolved.model, language))
-        result = engine.transcribe(
-            heard.audio,  # tones cut out; times mapped back below
-            language=language,
-            initial_prompt=resolved.initial_prompt,
-            glossary=resolved.glossary,
-            radio=call_radio_options(engine, resolved),
-            priority=job.priority,
-        )
-        result = heard.restore(result, seconds)
+        heard = speech_of(ctx, call, samples, seconds)
+        result = heard.restore(run_engine(ctx, job, call, heard.audio), seconds)
+    except EndJob:
+        raise
     except AudioTooLongError as exc:
         # Too long is decided here only, on the decoded audio (a header can claim any length:
         # rdio_api.ingest.plan_job), decoded only to the limit.
-        reason = (
+        raise EndJob(
+            JobStatus.SKIPPED,
             f"audio too long: {exc.decoded_seconds:.1f}s decoded > max_audio_seconds "
-            f"{tx.max_audio_seconds} (decoding stopped there)"
-        )
-        log.warning("job %s call %s skipped: %s", job_id, call.id, reason)
-        jobs.finish(ctx.factory, job_id, worker, JobStatus.SKIPPED, reason)
-        return Outcome(JobStatus.SKIPPED, {"reason": reason})
-    except SoftTimeLimitExceeded:
-        reason = f"time limit of {tx.task_time_limit_seconds}s exceeded"
-        jobs.finish(ctx.factory, job_id, worker, JobStatus.FAILED, reason)
-        return Outcome(JobStatus.FAILED, {"error": reason})
+            f"{tx.max_audio_seconds} (decoding stopped there)",
+        ) from exc
+    except SoftTimeLimitExceeded as exc:
+        raise EndJob(JobStatus.FAILED, f"time limit of {tx.task_time_limit_seconds}s exceeded") from exc
     except Exception as exc:
-        return settle_failure(ctx, job_id, worker, exc)
+        return settle_failure(ctx, job.id, worker, exc)
+    return store_result(ctx, job, call, worker, result, decode_ms)
 
+
+def check_audio(ctx: WorkerContext, call: Call) -> None:
+    """The call's audio is there to read (or can be fetched from the API)."""
+    if call.audio_removed_at is not None:
+        raise EndJob(JobStatus.FAILED, f"audio deleted by retention on {call.audio_removed_at:%Y-%m-%d}")
+    if not ctx.store.absolute(call.audio_path).is_file() and not can_fetch(ctx.settings.worker):
+        raise EndJob(JobStatus.FAILED, f"audio file missing: {call.audio_path}")
+
+
+def decode_call(ctx: WorkerContext, call: Call) -> npt.NDArray[np.float32]:
+    """The call's samples: the shared file, or (no shared disk) a copy fetched from the API and
+    checked by sha256; decoded at most to ``max_audio_seconds``."""
+    with local_audio(ctx.store, call, ctx.settings.worker) as path:
+        return decode_audio(path, SAMPLE_RATE, max_seconds=ctx.settings.transcription.max_audio_seconds)
+
+
+def speech_of(
+    ctx: WorkerContext, call: Call, samples: npt.NDArray[np.float32], seconds: float
+) -> WhisperInput:
+    """What Whisper hears: the audio with dispatch tones cut out. Ends the job before any model time
+    is spent when the call is too short or only tones."""
+    tx = ctx.settings.transcription
+    if seconds < tx.min_audio_seconds:
+        raise EndJob(
+            JobStatus.SKIPPED, f"audio too short: {seconds:.2f}s < min_audio_seconds {tx.min_audio_seconds}"
+        )
+    from rdio_tasks.tones import whisper_input
+
+    # Dispatch tones: the call's stored ones (the analyze task), else detected now.
+    heard = whisper_input(samples, SAMPLE_RATE, call.tones, ctx.settings.tones)
+    if heard.skip_reason is not None:  # a page and nothing else
+        raise EndJob(JobStatus.SKIPPED, heard.skip_reason)
+    return heard
+
+
+def run_engine(
+    ctx: WorkerContext, job: TranscriptionJob, call: Call, audio: npt.NDArray[np.float32]
+) -> TranscriptionResult:
+    """Whisper on ``audio`` with the call's talkgroup settings (model, language, prompt, glossary)."""
+    from rdio_tasks.asr import EngineConfig, get_engine
+
+    tx = ctx.settings.transcription
+    resolved = tx.resolve(call.system_id, call.talkgroup)
+    language = job.language or resolved.language
+    engine = get_engine(EngineConfig.from_settings(tx, job.model or resolved.model, language))
+    return engine.transcribe(
+        audio,
+        language=language,
+        initial_prompt=resolved.initial_prompt,
+        glossary=resolved.glossary,
+        radio=call_radio_options(engine, resolved),
+        priority=job.priority,
+    )
+
+
+def store_result(
+    ctx: WorkerContext,
+    job: TranscriptionJob,
+    call: Call,
+    worker: str,
+    result: TranscriptionResult,
+    decode_ms: float,
+) -> Outcome:
+    """Store the transcript and what follows it (rdio_core.pipeline), if this worker still owns the job."""
     # The engine timed the model only (it got samples, not a path): count the decode too.
     processing_ms = round(result.processing_ms + decode_ms, 1)
     result = dataclasses.replace(
@@ -178,10 +249,10 @@ def run_job(ctx: WorkerContext, job_id: int, worker: str) -> Outcome:
         "real_time_factor": result.real_time_factor,
         "result": {k: v for k, v in result.to_dict().items() if k not in ("segments", "text")},
     }
-    stored = jobs.complete(ctx.factory, job_id, worker, values, ctx.settings)
+    stored = ctx.pipeline.store_transcript(job.id, worker, values)
     log.info(
         "job %s call %s: completed in %.0f ms (rtf %.3f)",
-        job_id,
+        job.id,
         call.id,
         result.processing_ms,
         result.real_time_factor,
@@ -193,50 +264,89 @@ def worker_id(hostname: str | None) -> str:
     return f"{hostname or socket.gethostname()}:{os.getpid()}"
 
 
-class TranscribeTask(Task):
-    """Celery's own retry options for ``transcribe_call``: it retries on :class:`TransientError`
-    with exponential backoff and full jitter. ``max_retries`` is None because the job's attempt
-    counter in the database is the bound (it survives redeliveries and sweeper republishes)."""
+@dataclass
+class WorkerState:
+    """What this worker process knows about itself, learnt from Celery's signals: its node name
+    (``-n``, learnt in the main process before any fork), the device its preloaded model runs on
+    ("auto" resolved) and its heartbeat (rdio_core.workers: renews its jobs' leases, writes its
+    registry row). Held by :class:`TranscribeTask`; a forked child has its own copy."""
 
-    autoretry_for = (TransientError,)
-    retry_backoff = RETRY_BACKOFF_FACTOR
-    retry_jitter = True
-    max_retries = None
-    acks_late = True
+    node_name: str | None = None
+    device: str | None = None
+    heartbeat: workers.Heartbeat | None = None
+
+    def start_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            return
+        ctx = context()
+        tx = ctx.settings.transcription
+        gpu = consumes_gpu_queue()
+        identity = workers.Identity(
+            name=worker_id(self.node_name),
+            queues=sorted(app.amqp.queues.consume_from or [Queue.GPU.value]),
+            model=tx.model if gpu else None,
+            device=(self.device or tx.device) if gpu else None,
+        )
+        lease = lambda: context().settings.transcription.lease_seconds  # noqa: E731 - follows reloads
+        self.heartbeat = workers.Heartbeat(ctx.factory, identity, lease, tx.heartbeat_seconds).start()
+        log.info(
+            "worker %s: heartbeat every %ss, leases of %ss", identity.name, tx.heartbeat_seconds, lease()
+        )
+
+    def model_loaded(self, device: str) -> None:
+        self.device = device
+        if self.heartbeat is not None:  # "auto" resolved: the registry shows cpu or cuda
+            self.heartbeat.identity.device = device
+
+    def running(self, job_id: int) -> None:
+        if self.heartbeat is not None:  # its lease is renewed while this runs (a no-op until claimed)
+            self.heartbeat.track(job_id)
+
+    def ran(self, job_id: int, status: str | None) -> None:
+        """The job's run ended: ``status`` is its outcome, None when it raised."""
+        beat = self.heartbeat
+        if beat is None:
+            return
+        beat.untrack(job_id)
+        if status in (JobStatus.COMPLETED, JobStatus.SKIPPED):
+            beat.done()
+        elif status is None or status == JobStatus.FAILED:
+            beat.failed()
+
+    def stop(self) -> None:
+        """A clean stop marks the registry row stopped: only a silent, unstopped worker is offline."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+
+
+class TranscribeTask(RetryingTask):
+    """``transcribe_call``'s retries (rdio_tasks.task_base) and the worker's state."""
+
+    worker: ClassVar[WorkerState] = WorkerState()
 
     @property
-    def retry_backoff_max(self) -> int:
-        """The cap from the settings. Celery reads it once, when the worker builds the task; like
-        the broker's visibility timeout derived from it, a change applies after a restart."""
+    def retry_backoff_max(self) -> int:  # type: ignore[override]
+        """The cap from the settings (read once, when the worker builds the task)."""
         return context().settings.transcription.retry_backoff_max_seconds
 
 
-@app.task(name="rdio_tasks.transcribe_call", bind=True, base=TranscribeTask)
+@app.task(name=TaskRef.TRANSCRIBE.task_name, bind=True, base=TranscribeTask)
 def transcribe_call(self: TranscribeTask, job_id: int) -> dict[str, Any]:
     """Transcribe the call behind ``job_id``. Retries are bounded by the job's attempts in the DB."""
     ctx = context()
-    beat = _heartbeat
-    if beat is not None:  # its lease is renewed while this runs (a no-op until it is claimed)
-        beat.track(job_id)
+    self.worker.running(job_id)
+    status: str | None = None
     try:
         outcome = run_job(ctx, job_id, worker_id(self.request.hostname))
+        status = outcome.status
     except TransientError:
-        if beat is not None:
-            beat.failed()
         raise
     except Exception as exc:  # outside a claimed job: the database down while claiming or storing
-        if beat is not None:
-            beat.failed()
         if classify(exc) is ErrorKind.TRANSIENT:
             raise TransientError(describe(exc)) from exc
         raise
     finally:
-        if beat is not None:
-            beat.untrack(job_id)
-    if beat is not None and outcome.status in (JobStatus.COMPLETED, JobStatus.SKIPPED):
-        beat.done()
-    elif beat is not None and outcome.status == JobStatus.FAILED:
-        beat.failed()
+        self.worker.ran(job_id, status)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return {"job_id": job_id, "status": outcome.status, **outcome.detail}
@@ -254,37 +364,10 @@ def _sweep_fetch_spool(**_: Any) -> None:
         log.log(logging.INFO if removed else logging.DEBUG, "removed %d stale fetched audio files", removed)
 
 
-#: This process's heartbeat (rdio_core.workers): renews its jobs' leases, writes its registry row.
-_heartbeat: workers.Heartbeat | None = None
-#: The Celery node name (``-n``), learnt in the main process before any fork.
-_node_name: str | None = None
-#: The device the preloaded model runs on ("auto" resolved), for the registry row.
-_loaded_device: str | None = None
-
-
-def _start_heartbeat() -> None:
-    global _heartbeat
-    if _heartbeat is not None:
-        return
-    ctx = context()
-    tx = ctx.settings.transcription
-    gpu = consumes_gpu_queue()
-    queues = sorted(app.amqp.queues.consume_from or ["gpu"])
-    identity = workers.Identity(
-        name=worker_id(_node_name),
-        queues=queues,
-        model=tx.model if gpu else None,
-        device=(_loaded_device or tx.device) if gpu else None,
-    )
-    lease = lambda: context().settings.transcription.lease_seconds  # noqa: E731 - follows reloads
-    _heartbeat = workers.Heartbeat(ctx.factory, identity, lease, tx.heartbeat_seconds).start()
-    log.info("worker %s: heartbeat every %ss, leases of %ss", identity.name, tx.heartbeat_seconds, lease())
-
-
 @signals.worker_process_init.connect
 def _preload_prefork_child(**_: Any) -> None:
     """Prefork pool: load the model in each child, after the fork (never in the parent)."""
-    _start_heartbeat()
+    TranscribeTask.worker.start_heartbeat()
     _preload()
 
 
@@ -292,8 +375,8 @@ def _preload_prefork_child(**_: Any) -> None:
 def _preload_threads(sender: Any = None, **_: Any) -> None:
     """Threads/solo pool (the default): the worker process is the one that runs tasks and nothing
     forks after this, so the model is loaded here, before the first message is taken."""
-    global _node_name
-    _node_name = getattr(sender, "hostname", None)
+    TranscribeTask.worker.node_name = getattr(sender, "hostname", None)
+    _warn_tones_unconsumed()
     pool = getattr(sender, "pool_cls", "") if sender is not None else ""
     name = (
         pool
@@ -304,23 +387,35 @@ def _preload_threads(sender: Any = None, **_: Any) -> None:
         # The model first: a registry row means a worker that can take a call now, which is what
         # `rdio-api up` waits for before saying it is up and what /ready reports.
         _preload()
-        _start_heartbeat()
+        TranscribeTask.worker.start_heartbeat()
 
 
 @signals.worker_shutdown.connect
 @signals.worker_process_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
-    """A clean stop marks the registry row stopped: only a silent, unstopped worker is offline."""
-    if _heartbeat is not None:
-        _heartbeat.stop()
+    TranscribeTask.worker.stop()
 
 
 def consumes_gpu_queue() -> bool:
     """Whether this worker takes transcriptions: ``-Q gpu`` (or no -Q, gpu being the default
-    queue). A worker started with ``-Q alerts`` only sends alerts and must not spend a minute and
-    a gigabyte loading Whisper."""
+    queue). A worker started with ``-Q alerts,tones`` only analyses tones and sends alerts and must
+    not spend a minute and a gigabyte loading Whisper."""
     selected = app.amqp.queues.consume_from
-    return not selected or "gpu" in selected
+    return not selected or Queue.GPU.value in selected
+
+
+def _warn_tones_unconsumed() -> None:
+    """Tone analysis moved from the ``alerts`` queue to its own ``tones`` queue: a worker started as
+    before (``-Q alerts``) says so, instead of tone alerts silently waiting."""
+    selected = app.amqp.queues.consume_from or {}
+    if Queue.ALERTS.value in selected and Queue.TONES.value not in selected:
+        log.warning(
+            "this worker consumes %r but not %r: tone analysis waits for a worker with -Q %s,%s",
+            Queue.ALERTS.value,
+            Queue.TONES.value,
+            Queue.ALERTS.value,
+            Queue.TONES.value,
+        )
 
 
 def _preload() -> None:
@@ -336,10 +431,7 @@ def _preload() -> None:
         from rdio_tasks.asr import EngineConfig, get_engine
 
         engine = get_engine(EngineConfig.from_settings(ctx.settings.transcription))
-        global _loaded_device
-        _loaded_device = engine.device
-        if _heartbeat is not None:  # "auto" resolved: the registry shows cpu or cuda
-            _heartbeat.identity.device = engine.device
+        TranscribeTask.worker.model_loaded(engine.device)
         log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)
     except Exception:  # a bad model is reported per job with a clear error, not by killing the pool
         log.exception("worker %s: could not preload model %s", os.getpid(), ctx.settings.transcription.model)

@@ -11,7 +11,7 @@ import yaml
 from rdio_core.alerts import document
 from rdio_core.alerts.redact import action_target
 from rdio_core.alerts.rules import CallFacts, CompiledRule, call_units
-from rdio_core.alerts.settings import AlertAction, AlertRule
+from rdio_core.alerts.settings import AlertRule, AppriseAction, WebhookAction
 from rdio_core.settings import ConfigError, load_settings
 from tests.test_config import run_cli
 
@@ -128,14 +128,14 @@ def test_rule_names_are_unique(tmp_path):
 
 
 def test_targets_are_redacted():
-    hook = AlertAction(
+    hook = WebhookAction(
         webhook={"url": "https://user:pw@hooks.example.org:8443/in/abc?token=T0K&x=1", "secret": "s"}
     )
     shown = action_target(hook)
     assert shown == "https://***@hooks.example.org:8443/in/abc?token=***&x=***"
-    discord = action_target(AlertAction(apprise="discord://1234567890/SecretTokenValue42"))
+    discord = action_target(AppriseAction(apprise="discord://1234567890/SecretTokenValue42"))
     assert discord.startswith("discord://") and "SecretTokenValue42" not in discord and "?" not in discord
-    mail = action_target(AlertAction(apprise="mailtos://alice:hunter2@example.org"))
+    mail = action_target(AppriseAction(apprise="mailtos://alice:hunter2@example.org"))
     assert "hunter2" not in mail
 
 

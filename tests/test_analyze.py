@@ -16,9 +16,10 @@ from rdio_core import jobs
 from rdio_core.alerts.models import AlertDelivery
 from rdio_core.db import make_session_factory, upgrade
 from rdio_core.models import Call, Event, EventKind, JobStatus, System, TranscriptionJob, utcnow
+from rdio_core.pipeline import STALE_AFTER_SECONDS, analysis_candidates
 from rdio_core.settings import Settings
 from rdio_core.storage import AudioStore
-from rdio_tasks.analyze import STALE_AFTER_SECONDS, analyze, sweep_candidates
+from rdio_tasks.analyze import analyze
 from rdio_tasks.context import WorkerContext
 from rdio_tasks.tasks import run_job
 from tests import tone_signals as ts
@@ -173,7 +174,7 @@ def test_sweep_takes_stale_unanalysed_calls_within_the_age_bound(ctx):
     done = store_call(ctx, page_call(), received_ago=STALE_AFTER_SECONDS + 30)
     analyze(ctx, done)
     with ctx.factory() as session:
-        picked = set(sweep_candidates(session, ctx.settings, utcnow()))
+        picked = set(analysis_candidates(session, ctx.settings, utcnow()))
     assert stale in picked
     assert not picked & {fresh, ancient, done}
 

@@ -83,7 +83,7 @@ def stack(tmp_path_factory, database_url, receiver) -> Iterator[Stack]:
     s.start()
     log = open(s.work / "alerts-worker.log", "ab")  # noqa: SIM115 - owned by the child
     alerts = subprocess.Popen(
-        [sys.executable, *worker_argv(f"tones-{os.getpid()}@%h", queues=("alerts",))],
+        [sys.executable, *worker_argv(f"tones-{os.getpid()}@%h", queues=("alerts", "tones"))],
         cwd=s.work,
         env=s.env(),
         stdout=log,

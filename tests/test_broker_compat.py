@@ -17,13 +17,15 @@ from kombu import Connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from rdio_core.embedded_redis import EmbeddedRedis
+from rdio_core.outbox import Queue
 from rdio_tasks import broker_compat
 from rdio_tasks.celery_app import app
-from rdio_tasks.dispatch import QUEUE
 from tests.conftest import ADMIN_KEY, base_config
 from tests.helpers import REPO, ServerProcess, clip
 from tests.test_reload import wait_for
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
+
+QUEUE = Queue.GPU.value
 
 
 @pytest.fixture

@@ -16,13 +16,14 @@ import httpx
 import psutil
 import pytest
 import yaml
+from celery import Celery
 
 from rdio_core.db import make_session_factory, upgrade
 from rdio_core.embedded_redis import EmbeddedRedis
 from rdio_core.models import JobStatus, TranscriptionJob
+from rdio_core.pipeline import Pipeline, job_message
 from rdio_core.settings import Settings
-from rdio_tasks.celery_app import app
-from rdio_tasks.dispatch import Dispatcher
+from rdio_tasks.broker import CeleryBroker, connect
 from tests.conftest import ADMIN_KEY, READ_KEY, base_config
 from tests.helpers import ServerProcess, call_with_job, clip, raw_request, sdrtrunk_body
 from tests.test_upload import fresh_system, sdrtrunk_fields
@@ -116,23 +117,34 @@ def test_publish_with_broker_down_leaves_the_job_pending(tmp_path, db_engine):
     factory = make_session_factory(db_engine)
     redis = EmbeddedRedis(tmp_path / "redis", persist=False).start()
     settings = Settings(data_dir=tmp_path, broker_url=redis.url)
-    dispatcher = Dispatcher(settings, factory, app)
+    jobs_out = Pipeline(connect(redis.url), factory, lambda: settings).jobs
     up = new_job(factory)
-    assert dispatcher.publish(up, 3) is True
+    assert jobs_out.publish(job_message(up, 3)) is True
     redis.stop()
     for _ in range(3):  # the 2nd and later publishes were the slow ones (result-store retries)
         down = new_job(factory)
-        assert dispatcher.publish(down, 3) is False
+        assert jobs_out.publish(job_message(down, 3)) is False
         with factory() as session:
             job = session.get(TranscriptionJob, down)
             assert job.status == JobStatus.PENDING and job.task_id is None
-    assert dispatcher.sweep_once()["broker"] == "down"
-    assert dispatcher.broker_probe() == "unavailable"
+    assert jobs_out.sweep_once()["broker"] == "down"
+    assert jobs_out.broker_probe() == "unavailable"
 
 
-def test_dispatcher_needs_a_broker(tmp_path, db_engine):
-    with pytest.raises(ValueError, match="broker_url is not set"):
-        Dispatcher(Settings(data_dir=tmp_path), make_session_factory(db_engine), app)
+def test_nothing_is_published_without_a_broker(tmp_path, db_engine):
+    """Never a guessed broker: with no broker_url the publish fails and the job stays pending."""
+    upgrade(db_engine)
+    factory = make_session_factory(db_engine)
+    bare = Celery("no-broker", set_as_current=False)
+    bare.config_from_object("celeryconfig")
+    bare.conf.update(broker_url=None)
+    settings = Settings(data_dir=tmp_path)
+    job_id = new_job(factory)
+    assert (
+        Pipeline(CeleryBroker(bare), factory, lambda: settings).jobs.publish(job_message(job_id, 3)) is False
+    )
+    with factory() as session:
+        assert session.get(TranscriptionJob, job_id).status == JobStatus.PENDING
 
 
 def test_worker_refuses_to_start_without_broker(tmp_path):

@@ -50,7 +50,7 @@ def stack(tmp_path_factory, database_url, receiver):
     s.server.config_path.write_text(yaml.safe_dump(s.config))
     s.server.start()
     worker = subprocess.Popen(
-        [sys.executable, *worker_argv(f"console-alerts-{os.getpid()}@%h", queues=("alerts",))],
+        [sys.executable, *worker_argv(f"console-alerts-{os.getpid()}@%h", queues=("alerts", "tones"))],
         cwd=s.work,
         env=s.env(),
         stdout=subprocess.DEVNULL,

@@ -35,7 +35,7 @@ GPU_DOCKERFILE = ROOT / "Dockerfile.gpu"
 
 # What an operator puts in .env; the compose file needs exactly these from outside.
 DEPLOY_ENV = {"POSTGRES_PASSWORD": "pg-secret", "FLOWER_USER": "admin", "FLOWER_PASSWORD": "fl-secret"}
-APP_SERVICES = ("api", "worker-gpu", "flower")
+APP_SERVICES = ("api", "worker-gpu", "worker-alerts", "flower")
 TRANSCRIBE_TASK = "rdio_tasks.transcribe_call"
 
 
@@ -433,10 +433,19 @@ def test_worker_consumes_the_transcription_queue(compose: dict) -> None:
     assert TRANSCRIBE_TASK in app.tasks
 
 
+def test_light_worker_consumes_the_tones_and_alerts_queues(compose: dict) -> None:
+    """Every task's queue has a consumer: tone analysis and deliveries on the no-model worker."""
+    from rdio_core.outbox import Queue, TaskRef
+
+    args = check_command(as_argv(service(compose, "worker-alerts")["command"]))
+    consumed = set(args.queues.split(",")) | {Queue.GPU.value}
+    assert {ref.queue.value for ref in TaskRef} <= consumed
+
+
 def test_api_and_worker_share_the_audio_volume(compose: dict) -> None:
     named = set(compose.get("volumes") or {})
     seen = {}
-    for name in ("api", "worker-gpu"):
+    for name in ("api", "worker-gpu", "worker-alerts"):  # tone analysis reads the call's audio too
         svc = service(compose, name)
         env = service_env(svc)
         audio = env.get("RDIO_AUDIO_DIR") or env["RDIO_DATA_DIR"].rstrip("/") + "/audio"
@@ -447,6 +456,7 @@ def test_api_and_worker_share_the_audio_volume(compose: dict) -> None:
         )
         seen[name] = (audio, mount["source"], mount["target"])
     assert seen["api"] == seen["worker-gpu"], f"api and worker-gpu do not share audio: {seen}"
+    assert seen["api"] == seen["worker-alerts"], f"api and worker-alerts do not share audio: {seen}"
 
 
 def test_flower_state_is_on_a_named_volume(compose: dict) -> None:

@@ -419,7 +419,7 @@ def test_rdio_scanner_v7_on_postgresql(tmp_path, ours, capsys):
 
 def test_with_a_broker_jobs_are_published_and_tone_analysis_is_fed(tmp_path, ours, capsys):
     """``broker_url`` set: --transcribe jobs reach the gpu queue (and are marked queued), and the
-    tone analysis of each imported call reaches the alerts queue."""
+    tone analysis of each imported call reaches the tones queue."""
     import redis as redis_client
 
     from rdio_core.embedded_redis import EmbeddedRedis
@@ -432,13 +432,13 @@ def test_with_a_broker_jobs_are_published_and_tone_analysis_is_fed(tmp_path, our
         assert cli.main(["import", "sdrtrunk-rdio-api", *argv]) == 0
         out, err = capsys.readouterr()
         assert json.loads(out.splitlines()[-1])["imported"] == 2
-        assert "tone analysis: 2 calls sent to the alerts queue" in err
+        assert "tone analysis: 2 calls sent to the tones queue" in err
         with factory(ours)() as session:
             statuses = session.execute(select(TranscriptionJob.status)).scalars().all()
         assert statuses == ["queued", "queued"]
         client = redis_client.Redis.from_url(server.url)
         queued = {k.decode(): client.llen(k) for k in client.keys("*") if client.type(k) == b"list"}
-        assert sum(n for name, n in queued.items() if name.startswith("alerts")) == 2, queued
+        assert sum(n for name, n in queued.items() if name.startswith("tones")) == 2, queued
         assert sum(n for name, n in queued.items() if name.startswith("gpu")) == 2, queued
     finally:
         server.stop()

@@ -273,7 +273,7 @@ def test_whisper_input_uses_stored_tones_first(tmp_path):
 def test_api_side_imports_no_numpy():
     """The API process imports the analysis publisher and hook; numpy stays in the workers."""
     code = (
-        "import sys, rdio_api.analysis_hook, rdio_tasks.analyze, rdio_core.tone_settings; "
+        "import sys, rdio_api.runtime, rdio_tasks.analyze, rdio_core.tone_settings; "
         "print(sorted({'numpy', 'torch', 'av'} & set(sys.modules)))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

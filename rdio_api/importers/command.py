@@ -4,7 +4,7 @@ writer, the publishers that follow a stored call, a progress bar with rate and E
 Transcription jobs (``--transcribe``) are created with the calls at
 ``transcription.backfill_priority``, so live calls are served first, and published as the upload's
 are; without a broker they stay pending for the server's sweeper. Tone analysis is handed to the
-``alerts`` queue a few hundred calls at a time, only while that queue is empty
+``tones`` queue a few hundred calls at a time, only while that queue is empty
 (:class:`AnalysisFeeder`): an archive of 100k calls must not put live tone alerts behind 25 minutes
 of old ones.
 """
@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from datetime import tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -37,16 +37,15 @@ from rich.text import Text
 from rdio_api.importers.run import BATCH, Options, SourceCall, Summary, run_import
 from rdio_api.ingest import CallWriter
 from rdio_core import db
+from rdio_core.outbox import Broker, Message, Publisher, TaskRef
+from rdio_core.pipeline import Pipeline
 from rdio_core.settings import Settings, load_settings
 from rdio_core.storage import AudioStore
 
-if TYPE_CHECKING:
-    from celery import Celery
-
 log = logging.getLogger(__name__)
 
-FEED_CHUNK = 200  # analyses published at once, only into an empty alerts queue
-#: After the last call is stored, how long the command waits for the alerts queue to take the tone
+FEED_CHUNK = 200  # analyses published at once, only into an empty tones queue
+#: After the last call is stored, how long the command waits for the tones queue to take the tone
 #: analyses still held back; the rest are left to the server's sweeper (calls of the last hour).
 ANALYSIS_WAIT_SECONDS = 30.0
 
@@ -70,40 +69,39 @@ def naive_zone(name: str | None) -> tzinfo:
 
 
 class AnalysisFeeder:
-    """Publishes tone analysis of imported calls behind live traffic (see the module docstring)."""
+    """Publishes tone analysis of imported calls behind live traffic (see the module docstring),
+    through a publisher of its own (rdio_core.outbox): only into an empty ``tones`` queue."""
 
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-        self._ids: list[int] = []
+    def __init__(self, broker: Broker) -> None:
+        self.publisher = Publisher(TaskRef.ANALYZE, broker)
+        self._held: list[Message] = []
         self._lock = threading.Lock()
         self.published = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="analysis-feeder", daemon=True)
         self._thread.start()
 
-    def add(self, call_ids: list[int]) -> None:
+    def publish_later(self, messages: list[Message]) -> None:
         with self._lock:
-            self._ids += call_ids
+            self._held += messages
 
     @property
     def waiting(self) -> int:
         with self._lock:
-            return len(self._ids)
+            return len(self._held)
 
     def _loop(self) -> None:
-        from rdio_core.alerts.publish import waiting_messages
-        from rdio_tasks.analyze import send
-
         while not self._stop.wait(0.5):
-            if not self.waiting or waiting_messages(self.app) != 0:
+            counts = self.publisher.broker_counts() if self.waiting else None
+            if counts is None or counts.waiting != 0:
                 continue
             with self._lock:
-                chunk, self._ids = self._ids[:FEED_CHUNK], self._ids[FEED_CHUNK:]
-            sent = send(self.app, chunk)
+                chunk, self._held = self._held[:FEED_CHUNK], self._held[FEED_CHUNK:]
+            sent = self.publisher.publish_all(chunk)
             self.published += sent
             if sent < len(chunk):
                 with self._lock:
-                    self._ids[:0] = chunk[sent:]
+                    self._held[:0] = chunk[sent:]
 
     def close(self) -> int:
         """Stop; how many calls were left unpublished."""
@@ -126,26 +124,15 @@ def execute(
     db.upgrade(engine)
     factory = db.make_session_factory(engine)
     store = AudioStore(settings.resolved_audio_dir)
-    writer = None if options.dry_run else CallWriter(factory, settings, max_batch=options.batch)
-    dispatcher = feeder = None
-    if writer is not None and settings.broker_url:
-        from celery import Celery
+    pipeline = feeder = None
+    if not options.dry_run and settings.broker_url:
+        from rdio_tasks.broker import connect
 
-        # An app of its own, bound to this config's broker: the shared rdio_tasks app keeps the
-        # connections of whatever broker it last used in this process (publishing only needs the
-        # task names and queues, which celeryconfig holds).
-        celery_app = Celery("rdio-import", set_as_current=False)
-        celery_app.config_from_object("celeryconfig")
-        celery_app.conf.update(broker_url=settings.broker_url)
-        if options.transcribe and settings.transcription.enabled:
-            from rdio_tasks.dispatch import Dispatcher
-
-            dispatcher = Dispatcher(settings, factory, celery_app)
-            dispatcher.start(sweeper=False)
-            writer.on_jobs_committed = dispatcher.publish_later
-        if settings.tones.enabled:
-            feeder = AnalysisFeeder(celery_app)
-            writer.on_calls_committed = feeder.add
+        broker = connect(settings.broker_url)  # a Celery app of its own, bound to this broker
+        feeder = AnalysisFeeder(broker) if settings.tones.enabled else None
+        # No sweepers here: the server's publish what this command leaves pending.
+        pipeline = Pipeline(broker, factory, lambda: settings, analysis=feeder)
+    writer = None if options.dry_run else CallWriter(factory, settings, pipeline, max_batch=options.batch)
     console = Console(stderr=True)
     columns = (
         TextColumn(f"[bold]{source}"),
@@ -167,14 +154,14 @@ def execute(
     finally:
         if writer is not None:
             writer.close()
-        if dispatcher is not None:
-            dispatcher.stop()
+        if pipeline is not None:
+            pipeline.stop()
         left = feeder.close() if feeder is not None else 0
         engine.dispose()
     report(summary, console)
     if feeder is not None:
         print(
-            f"tone analysis: {feeder.published} calls sent to the alerts queue"
+            f"tone analysis: {feeder.published} calls sent to the {TaskRef.ANALYZE.queue} queue"
             + (f", {left} left for the server's sweeper" if left else ""),
             file=sys.stderr,
         )

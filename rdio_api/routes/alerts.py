@@ -24,7 +24,7 @@ from rdio_api.schemas import (
 )
 from rdio_core.alerts.models import AlertAttempt, AlertDelivery
 from rdio_core.alerts.rules import compile_rules
-from rdio_core.alerts.settings import AlertRule
+from rdio_core.alerts.settings import AlertRule, WebhookAction
 from rdio_core.bounds import Id, OutOfRange, check_id
 from rdio_core.models import Call
 
@@ -36,8 +36,8 @@ def _rule_out(rule: AlertRule, targets: list[str]) -> AlertRuleOut:
         AlertActionOut(
             kind=action.kind,
             target=target,
-            headers=sorted(action.webhook.headers) if action.webhook else [],
-            signed=action.webhook is not None,
+            headers=sorted(action.webhook.headers) if isinstance(action, WebhookAction) else [],
+            signed=isinstance(action, WebhookAction),
         )
         for action, target in zip(rule.actions, targets, strict=True)
     ]

@@ -96,11 +96,9 @@ def _start(body: BackfillIn, key: ApiKey | None, state: AppState) -> BackfillOut
 
 
 def _queue(state: AppState, run_id: int) -> None:
-    dispatcher = state.dispatcher
+    pipeline = state.pipeline
     try:
-        backfill.queue_run(
-            state.factory, run_id, dispatcher.publish_later if dispatcher is not None else None
-        )
+        backfill.queue_run(state.factory, run_id, pipeline.jobs_committed if pipeline is not None else None)
     except Exception:  # the run is resumable: posting the same request again carries on
         log.exception("backfill run %s: queuing stopped", run_id)
     finally:

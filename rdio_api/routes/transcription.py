@@ -75,8 +75,8 @@ def _create_job(body: JobRequest, key: ApiKey | None, state: AppState, session: 
     load_call(session, body.call_id, key)
     job = jobs.create_job(session, body.call_id, body.priority, body.model, body.language)
     session.commit()
-    if state.dispatcher is not None:
-        state.dispatcher.publish_later([(job.id, job.priority)])
+    if state.pipeline is not None:
+        state.pipeline.jobs_committed([(job.id, job.priority)])
     return JobOut.model_validate(job)
 
 
@@ -161,8 +161,8 @@ def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueSta
             key,
         )
     ).one()
-    dispatcher = None if restricted else state.dispatcher
-    broker = dispatcher.broker_counts() if dispatcher else None
+    publisher = None if restricted or state.pipeline is None else state.pipeline.jobs
+    broker = publisher.broker_counts() if publisher else None
     active = None
     if not restricted:
         fresh = transcription_health.fresh_seconds(state.settings)
@@ -179,7 +179,7 @@ def queue_status(key: ReadKey, state: StateDep, session: SessionDep) -> QueueSta
         active_workers=active,
         mean_processing_ms_last_hour=round(mean_ms, 1) if mean_ms is not None else None,
         mean_real_time_factor_last_hour=round(mean_rtf, 4) if mean_rtf is not None else None,
-        last_sweep=dispatcher.last_sweep if dispatcher else None,
+        last_sweep=publisher.last_sweep if publisher else None,
     )
 
 

@@ -1,16 +1,15 @@
-"""Alerts: rules over calls (``settings``, ``rules``), an outbox of deliveries (``models``,
-``outbox``) and their publishing (``publish``). The Celery task that sends them is
-``rdio_tasks.alerts_task.deliver_alert`` (queue ``alerts``).
+"""Alerts: rules over calls (``settings``, ``rules``) and an outbox of deliveries (``models``,
+``outbox``). The Celery task that sends them is ``rdio_tasks.alerts_task.deliver_alert`` (queue
+``alerts``); they reach the broker through :mod:`rdio_core.pipeline`'s deliveries publisher.
 
 Callers write deliveries in their own transaction and publish them after it commits::
 
     ids = fire_alerts(session, settings, call, "transcript", text)
     session.commit()
-    publish_deliveries(ids)
+    pipeline.deliveries.publish_later(deliveries(ids))
 """
 
 from rdio_core.alerts.outbox import fire_alerts, has_rules
-from rdio_core.alerts.publish import publish_deliveries
 from rdio_core.alerts.settings import Stage
 
-__all__ = ["Stage", "fire_alerts", "has_rules", "publish_deliveries"]
+__all__ = ["Stage", "fire_alerts", "has_rules"]

@@ -1,6 +1,6 @@
 """Alert deliveries as an outbox: fired in the caller's transaction, claimed under a lease, settled
-with every attempt recorded. The same compare-and-set discipline as transcription jobs
-(``rdio_core.jobs``): a duplicate message (a sweeper republish, a Redis redelivery) can never send
+with every attempt recorded. The same compare-and-set lease as transcription jobs
+(:mod:`rdio_core.outbox.lease`): a duplicate message (a sweeper republish, a Redis redelivery) can never send
 an alert twice while another attempt is in flight, nor resend one that was sent.
 """
 
@@ -11,16 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CursorResult, Update, and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import jobs, units  # jobs.ClaimOutcome: one vocabulary for every outbox claim
+from rdio_core import units
 from rdio_core.alerts.models import AlertAttempt, AlertCooldown, AlertDelivery, DeliveryStatus
 from rdio_core.alerts.rules import CallFacts, CompiledRule, call_units, compile_rules
 from rdio_core.alerts.settings import Stage
 from rdio_core.calls import StoredCall
 from rdio_core.models import Call, utcnow
+from rdio_core.outbox import lease
+from rdio_core.outbox.lease import ClaimOutcome, LeasedTable, changed
 
 if TYPE_CHECKING:  # rdio_core.settings mounts this package's settings: no import cycle at run time
     from rdio_core.settings import Settings
@@ -62,7 +64,7 @@ def fire_alerts(
 ) -> list[int]:
     """Evaluate the enabled rules of ``stage`` against ``call`` and add a pending delivery per
     action of each rule that matches, in the caller's transaction; their ids, to publish after the
-    commit (:func:`rdio_core.alerts.publish_deliveries`). With no rule for the stage this does no
+    commit (:mod:`rdio_core.pipeline`'s deliveries publisher). With no rule for the stage this does no
     database work at all (the upload path stays as fast as without alerts)."""
     rules = [rule for rule in compile_rules(settings.alerts) if rule.stage == stage]
     if not rules or not alerts_wanted(call):
@@ -99,12 +101,6 @@ def _insert(session: Session, model: type[Any]) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def _changed(session: Session, stmt: Any) -> int:
-    result = session.execute(stmt)
-    assert isinstance(result, CursorResult)
-    return result.rowcount
-
-
 def _take_cooldown(session: Session, rule: CompiledRule, call: StoredCall, now: datetime) -> bool:
     """Start the cooldown of (rule, talkgroup) unless it is running; True when this caller did.
 
@@ -118,7 +114,7 @@ def _take_cooldown(session: Session, rule: CompiledRule, call: StoredCall, now: 
         AlertCooldown.talkgroup == call.talkgroup,
     )
     stmt: Update = update(AlertCooldown).where(*key, AlertCooldown.fired_at <= since).values(fired_at=now)
-    if _changed(session, stmt):
+    if changed(session, stmt):
         return True
     insert = _insert(session, AlertCooldown).values(
         rule=rule.name, system_id=call.system, talkgroup=call.talkgroup, fired_at=now
@@ -168,55 +164,33 @@ def _insert_deliveries(
 
 @dataclass(frozen=True)
 class Claim:
-    outcome: jobs.ClaimOutcome
+    outcome: ClaimOutcome
     delivery: AlertDelivery | None = None
     call: Call | None = None
 
 
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Pending with no attempt in flight (no lease, or a lapsed one: its worker is gone)."""
+    free = or_(AlertDelivery.lease_expires_at.is_(None), AlertDelivery.lease_expires_at < now)
+    return and_(AlertDelivery.status == DeliveryStatus.PENDING, free)
+
+
+LEASED = LeasedTable(
+    model=AlertDelivery,
+    claimable=_claimable,
+    is_final=lambda delivery: delivery.status != DeliveryStatus.PENDING,
+    on_claim=lambda now: {"next_attempt_at": None},
+    on_give_up=lambda now: {"status": DeliveryStatus.FAILED},
+)
+
+
 def claim(factory: sessionmaker[Session], delivery_id: int, lease_seconds: float, max_attempts: int) -> Claim:
     """Take the next attempt of a pending delivery under a lease."""
-    now = utcnow()
-    free = or_(AlertDelivery.lease_expires_at.is_(None), AlertDelivery.lease_expires_at < now)
     with factory() as session:
-        taken = _changed(
-            session,
-            update(AlertDelivery)
-            .where(
-                AlertDelivery.id == delivery_id,
-                AlertDelivery.status == DeliveryStatus.PENDING,
-                free,
-                AlertDelivery.attempts < max_attempts,
-            )
-            .values(
-                attempts=AlertDelivery.attempts + 1,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                next_attempt_at=None,
-                updated_at=now,
-            ),
-        )
-        session.commit()
-        delivery = session.get(AlertDelivery, delivery_id)
-        if delivery is None:
-            return Claim(jobs.ClaimOutcome.MISSING)
-        if taken:
-            return Claim(jobs.ClaimOutcome.CLAIMED, delivery, session.get(Call, delivery.call_id))
-        if delivery.status != DeliveryStatus.PENDING:
-            return Claim(jobs.ClaimOutcome.FINAL, delivery)
-        if delivery.lease_expires_at is not None and delivery.lease_expires_at >= now:
-            return Claim(jobs.ClaimOutcome.BUSY, delivery)
-        gave_up = _changed(
-            session,
-            update(AlertDelivery)
-            .where(AlertDelivery.id == delivery_id, AlertDelivery.status == DeliveryStatus.PENDING, free)
-            .values(
-                status=DeliveryStatus.FAILED,
-                error=f"gave up after {delivery.attempts} attempts; last error: {delivery.error or 'worker lost'}",
-                lease_expires_at=None,
-                updated_at=now,
-            ),
-        )
-        session.commit()
-        return Claim(jobs.ClaimOutcome.GAVE_UP if gave_up else jobs.ClaimOutcome.FINAL, delivery)
+        outcome, delivery = lease.claim(session, LEASED, delivery_id, lease_seconds, max_attempts, utcnow())
+        if outcome is ClaimOutcome.CLAIMED:
+            return Claim(outcome, delivery, session.get(Call, delivery.call_id))
+        return Claim(outcome, delivery)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from rdio_core.alerts.settings import AlertAction
+from rdio_core.alerts.settings import AlertAction, AppriseAction, WebhookAction
 
 HIDDEN = "***"
 
@@ -38,7 +38,8 @@ def apprise_url(url: str) -> str:
 
 
 def action_target(action: AlertAction) -> str:
-    if action.webhook is not None:
-        return webhook_url(action.webhook.url)
-    assert action.apprise is not None
-    return apprise_url(action.apprise)
+    match action:
+        case WebhookAction():
+            return webhook_url(action.webhook.url)
+        case AppriseAction():
+            return apprise_url(action.apprise)

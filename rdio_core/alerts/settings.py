@@ -10,14 +10,23 @@ Apprise is imported only when a rule has an Apprise action.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from rdio_core.bounds import Id
 from rdio_core.text_normalize import normalize_words
 
-__all__ = ["AlertAction", "AlertRule", "AlertSettings", "Stage", "WebhookAction"]
+__all__ = [
+    "ActionKind",
+    "AlertAction",
+    "AlertRule",
+    "AlertSettings",
+    "AppriseAction",
+    "Stage",
+    "Webhook",
+    "WebhookAction",
+]
 
 Stage = Literal["upload", "tones", "transcript"]
 
@@ -28,8 +37,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class WebhookAction(_Strict):
-    """POST a JSON document to ``url``, signed with HMAC-SHA256 of ``secret`` (see README, Alerts)."""
+class Webhook(_Strict):
+    """Where a webhook POSTs and how it signs (HMAC-SHA256 of ``secret``, see README, Alerts)."""
 
     url: str = Field(pattern=r"^https?://[^\s/]+", max_length=2000)
     # Required: an unsigned alert cannot be told from a forged one by its receiver.
@@ -37,23 +46,43 @@ class WebhookAction(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class AlertAction(_Strict):
-    """Exactly one of: an Apprise notification URL, or a webhook."""
+class WebhookAction(_Strict):
+    """POST the alert document to a webhook: ``{webhook: {url, secret, headers}}``."""
 
-    apprise: str | None = Field(default=None, min_length=1, max_length=2000)
-    webhook: WebhookAction | None = None
+    kind: Literal["webhook"] = "webhook"
+    webhook: Webhook
 
-    @model_validator(mode="after")
-    def _one(self) -> AlertAction:
-        if (self.apprise is None) == (self.webhook is None):
+
+class AppriseAction(_Strict):
+    """An Apprise notification: ``{apprise: URL}``."""
+
+    kind: Literal["apprise"] = "apprise"
+    apprise: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("apprise")
+    @classmethod
+    def _supported(cls, url: str) -> str:
+        _check_apprise(url)
+        return url
+
+
+def _kind(value: Any) -> Any:
+    """The config names an action by its one key (``apprise:`` or ``webhook:``), as users have always
+    written it; ``kind`` is derived from that key, so old configs load unchanged."""
+    if isinstance(value, dict) and "kind" not in value:
+        keys = [kind for kind in ("apprise", "webhook") if kind in value]
+        if len(keys) != 1:
             raise ValueError("an action is either `apprise: URL` or `webhook: {url, secret}`")
-        if self.apprise is not None:
-            _check_apprise(self.apprise)
-        return self
+        return {**value, "kind": keys[0]}
+    return value
 
-    @property
-    def kind(self) -> Literal["apprise", "webhook"]:
-        return "apprise" if self.apprise is not None else "webhook"
+
+#: One alert action; each kind has its own model here and its own notifier in the worker
+#: (rdio_tasks.alerts_task).
+AlertAction = Annotated[
+    Annotated[AppriseAction | WebhookAction, Field(discriminator="kind")], BeforeValidator(_kind)
+]
+ActionKind = Literal["apprise", "webhook"]
 
 
 def _check_apprise(url: str) -> None:
