@@ -20,7 +20,7 @@ from rdio_api.cli import build_parser
 from rdio_core import db
 from tests.conftest import UPLOAD_KEY, base_config
 from tests.helpers import REPO, ServerProcess, wait_http
-from tests.test_spool import assert_every_call_stored, wait_until
+from tests.test_spool import QUEUED, assert_every_call_stored, wait_until
 from tests.upload_stream import UploadStream
 
 
@@ -47,7 +47,7 @@ def server_child(server: ServerProcess) -> int:
 
 def test_five_restarts_refuse_no_upload(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'rdio.db'}"
-    server = ServerProcess(tmp_path, base_config(tmp_path / "data", url)).start()
+    server = ServerProcess(tmp_path, base_config(tmp_path / "data", url, transcription=QUEUED)).start()
     stream = UploadStream(lambda: server.url, UPLOAD_KEY, system=811, rate=20).start()
     pids = [server_child(server)]
     try:
@@ -62,7 +62,7 @@ def test_five_restarts_refuse_no_upload(tmp_path: Path) -> None:
         stream.stop()
     try:
         assert len(set(pids)) == 6  # six servers in turn, one parent, one socket
-        assert_every_call_stored(stream, url, tmp_path / "data")
+        assert_every_call_stored(stream, url, tmp_path / "data", queued=True)
     finally:
         server.stop()
 
@@ -107,7 +107,9 @@ def test_upgrade_across_a_migration_refuses_no_upload(tmp_path: Path) -> None:
     installed = tmp_path / "installed"
     installed.symlink_to(REPO)
     env = {"PYTHONPATH": str(installed)}
-    server = ServerProcess(tmp_path / "run", base_config(tmp_path / "data", url), env=env).start()
+    server = ServerProcess(
+        tmp_path / "run", base_config(tmp_path / "data", url, transcription=QUEUED), env=env
+    ).start()
     stream = UploadStream(lambda: server.url, UPLOAD_KEY, system=812, rate=20).start()
     try:
         wait_until(lambda: stream.accepted >= 20, what="uploads on the old release")
@@ -128,7 +130,7 @@ def test_upgrade_across_a_migration_refuses_no_upload(tmp_path: Path) -> None:
         assert server.proc is not None and server.proc.poll() is None
         # The parent itself re-executed with the new release (same pid, so the pid file holds).
         assert f"next-release handoff in pid {server.proc.pid}\n" in server.log()
-        assert_every_call_stored(stream, url, tmp_path / "data")
+        assert_every_call_stored(stream, url, tmp_path / "data", queued=True)
     finally:
         server.stop()
 
@@ -157,7 +159,7 @@ def test_socket_activation_full_restart_refuses_no_upload(tmp_path: Path) -> Non
     sock.listen(1024)
     port = sock.getsockname()[1]
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(base_config(tmp_path / "data", url)))
+    config.write_text(yaml.safe_dump(base_config(tmp_path / "data", url, transcription=QUEUED)))
     log = tmp_path / "server.log"
     base = f"http://127.0.0.1:{port}"
     proc = _activated(sock, config, log)
@@ -173,7 +175,7 @@ def test_socket_activation_full_restart_refuses_no_upload(tmp_path: Path) -> Non
     finally:
         stream.stop()
     try:
-        assert_every_call_stored(stream, url, tmp_path / "data")
+        assert_every_call_stored(stream, url, tmp_path / "data", queued=True)
     finally:
         proc.terminate()
         proc.wait(60)

@@ -22,7 +22,7 @@ from rdio_api.call_fields import CallData
 from rdio_api.ingest import CallWriter, IngestItem, StoredAudio
 from rdio_api.spool import Drain, Spool, new_key
 from rdio_core import db
-from rdio_core.models import Call, Event, EventKind
+from rdio_core.models import Call, Event, EventKind, TranscriptionJob
 from rdio_core.settings import Settings, SpoolSettings
 from rdio_core.storage import AudioStore
 from tests.conftest import READ_KEY, UPLOAD_KEY, base_config
@@ -69,8 +69,17 @@ def audio_files(data_dir: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts)
 
 
-def assert_every_call_stored(stream: UploadStream, database_url: str, data_dir: Path) -> None:
-    """0 refused; 200s = rows = files; one row per key; every call has its created event."""
+# Transcription on, with no broker: each stored call must get exactly one job (it waits, pending, for
+# a broker), so a fault that lost a call's job or queued it twice shows here; tests/
+# test_outage_transcription.py runs the worker across an outage to the completed transcript.
+QUEUED = {"enabled": True}
+
+
+def assert_every_call_stored(
+    stream: UploadStream, database_url: str, data_dir: Path, queued: bool = False
+) -> None:
+    """0 refused; 200s = rows = files; one row per key; every call has its created event and, with
+    ``queued`` (transcription on, see ``QUEUED``), exactly one transcription job."""
     assert not stream.refused, f"{len(stream.refused)} refused: {stream.refused[:3]} ({stream.summary()})"
     engine = db.make_engine(database_url)
     try:
@@ -83,6 +92,11 @@ def assert_every_call_stored(stream: UploadStream, database_url: str, data_dir: 
             talkgroups = conn.execute(
                 select(func.count(func.distinct(Call.talkgroup))).where(Call.system_id == stream.system)
             ).scalar_one()
+            jobs_total, jobs_calls = conn.execute(
+                select(func.count(), func.count(func.distinct(TranscriptionJob.call_id)))
+                .join(Call, Call.id == TranscriptionJob.call_id)
+                .where(Call.system_id == stream.system)
+            ).one()
             created = conn.execute(
                 select(func.count())
                 .select_from(Event)
@@ -94,12 +108,16 @@ def assert_every_call_stored(stream: UploadStream, database_url: str, data_dir: 
     assert rows == (stream.accepted, stream.accepted, stream.accepted), stream.summary()
     assert talkgroups == stream.accepted  # each call once: no duplicates, none missing
     assert created == stream.accepted
+    if queued:
+        assert (jobs_total, jobs_calls) == (stream.accepted, stream.accepted), stream.summary()
     assert audio_files(data_dir) == stream.accepted
 
 
 @needs_postgres
 def test_postgres_stopped_mid_stream_refuses_no_upload(tmp_path: Path, own_pg: OwnPostgres) -> None:
-    server = ServerProcess(tmp_path, base_config(tmp_path / "data", own_pg.url, spool=SPOOL)).start()
+    server = ServerProcess(
+        tmp_path, base_config(tmp_path / "data", own_pg.url, spool=SPOOL, transcription=QUEUED)
+    ).start()
     stream = UploadStream(lambda: server.url, UPLOAD_KEY, system=801, rate=20).start()
     try:
         wait_until(lambda: stream.accepted >= 20, what="uploads before the outage")
@@ -120,7 +138,7 @@ def test_postgres_stopped_mid_stream_refuses_no_upload(tmp_path: Path, own_pg: O
         assert health["checks"]["spool"]["value"] == 0
         metrics = httpx.get(f"{server.url}/metrics", headers={"X-API-Key": READ_KEY}, timeout=10).text
         assert "rdio_spool_calls 0.0" in metrics and "rdio_spool_drained_calls_total" in metrics
-        assert_every_call_stored(stream, own_pg.url, tmp_path / "data")
+        assert_every_call_stored(stream, own_pg.url, tmp_path / "data", queued=True)
     finally:
         server.stop()
 
@@ -128,7 +146,9 @@ def test_postgres_stopped_mid_stream_refuses_no_upload(tmp_path: Path, own_pg: O
 def test_sqlite_locked_refuses_no_upload(tmp_path: Path) -> None:
     path = tmp_path / "rdio.db"
     url = f"sqlite:///{path}"
-    server = ServerProcess(tmp_path, base_config(tmp_path / "data", url, spool=SPOOL)).start()
+    server = ServerProcess(
+        tmp_path, base_config(tmp_path / "data", url, spool=SPOOL, transcription=QUEUED)
+    ).start()
     stream = UploadStream(lambda: server.url, UPLOAD_KEY, system=802, rate=20).start()
     try:
         wait_until(lambda: stream.accepted >= 20, what="uploads before the lock")
@@ -144,7 +164,7 @@ def test_sqlite_locked_refuses_no_upload(tmp_path: Path) -> None:
     try:
         assert "calls spooled" in during, during
         wait_until(lambda: spool_state(server) == "empty", what="spool drained")
-        assert_every_call_stored(stream, url, tmp_path / "data")
+        assert_every_call_stored(stream, url, tmp_path / "data", queued=True)
     finally:
         server.stop()
 
@@ -153,7 +173,7 @@ def test_sqlite_locked_refuses_no_upload(tmp_path: Path) -> None:
 def test_sigkill_while_calls_are_spooled_loses_and_duplicates_none(
     tmp_path: Path, own_pg: OwnPostgres
 ) -> None:
-    config = base_config(tmp_path / "data", own_pg.url, spool=SPOOL)
+    config = base_config(tmp_path / "data", own_pg.url, spool=SPOOL, transcription=QUEUED)
     server = ServerProcess(tmp_path, config).start()
     stream = UploadStream(lambda: server.url, UPLOAD_KEY, system=803, rate=20).start()
     try:
@@ -171,7 +191,7 @@ def test_sigkill_while_calls_are_spooled_loses_and_duplicates_none(
     again = ServerProcess(tmp_path, config).start()
     try:
         wait_until(lambda: spool_state(again) == "empty", what="spool drained after restart")
-        assert_every_call_stored(stream, own_pg.url, tmp_path / "data")
+        assert_every_call_stored(stream, own_pg.url, tmp_path / "data", queued=True)
     finally:
         again.stop()
 
