@@ -10,7 +10,7 @@ client without a key could pile these up (found by the fuzz suite, issue 13).
 ``install()`` wraps ``TaskGroup.spawn_app`` so that once the app has sent its whole response, puts
 into its queue return at once (the events are dropped: nobody will read them) and any put already waiting is
 released. The fast path (queue not full) is a plain ``put_nowait``. The regression test is
-``tests/test_upload_hardening.py::test_early_answer_closes_so_a_client_writing_its_body_is_not_stuck``;
+``tests/test_upload_limits.py::test_early_answer_closes_so_a_client_writing_its_body_is_not_stuck``;
 it fails if an upgrade changes ``spawn_app`` so that this no longer applies.
 
 HTTP/2 (issue 24): Hypercorn acknowledges DATA (reopens the client's flow-control window) as soon

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -14,6 +16,9 @@ from sqlalchemy.engine import make_url
 
 from rdio_core.db import make_engine
 from tests.helpers import ServerProcess
+
+if TYPE_CHECKING:
+    from tests.stack import Stack
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,6 +39,13 @@ def _pg_admin_url(url: str) -> str:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh database for this test session."""
+    with fresh_database(tmp_path_factory) as url:
+        yield url
+
+
+@contextmanager
+def fresh_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A new empty database: SQLite, or one on RDIO_TEST_DATABASE_URL's PostgreSQL, dropped after."""
     base = os.environ.get("RDIO_TEST_DATABASE_URL")
     if not base:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'rdio.db'}"
@@ -95,3 +107,26 @@ def db_engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One real transcription stack (redis-server, Hypercorn, a Celery worker with tiny.en) for the
+    worker modules that need nothing of their own: each boot costs a Whisper load and three
+    processes. Its users take fresh system ids (``fresh_system``) and never stop its parts; modules
+    that kill workers, stop Redis or need other settings start their own ``Stack``.
+
+    ``lease_seconds=30``: a call on this 2-core machine under load can outlast the default 10 s
+    lease, and a lapsed lease re-runs the job (a second history entry the backfill tests count).
+
+    Its own database: it lives for the whole session, and its sweeper would otherwise take up other
+    stacks' jobs (deferred, pending) from the session database and fail them, their audio being
+    in another stack's data directory."""
+    from tests.stack import Stack
+
+    with fresh_database(tmp_path_factory) as url:
+        stack = Stack(tmp_path_factory.mktemp("shared-stack"), url, lease_seconds=30).start()
+        try:
+            yield stack
+        finally:
+            stack.stop()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -158,6 +159,32 @@ def raw_request(
                 break
             body_out += chunk
         return lines[0], headers, bytes(body_out)
+
+
+def sweeps_after(base_url: str, key: str, after: datetime, passes: int = 1, timeout: float = 30.0) -> dict:
+    """Wait until the transcription sweeper has begun ``passes`` passes after ``after`` (naive UTC, as
+    the server stores times) and return the last one: the event that proves the system moved past a
+    point, where a fixed sleep only hoped it had (a sweep that began after the uploads' commit saw
+    their jobs)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        status = httpx.get(
+            f"{base_url}/api/transcription/queue/status", headers={"X-API-Key": key}, timeout=10
+        ).json()
+        last = status.get("last_sweep") or {}
+        if last.get("at") and datetime.fromisoformat(last["at"]) > after:
+            seen.add(last["at"])
+            if len(seen) >= passes:
+                return last
+        time.sleep(0.1)
+    raise TimeoutError(f"{len(seen)} of {passes} sweeper passes after {after} in {timeout}s: {last}")
+
+
+def utc_now() -> datetime:
+    """Now in the server's own form: naive UTC (rdio_core.models.utcnow)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def clip(name: str) -> bytes:

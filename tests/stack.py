@@ -40,7 +40,7 @@ class Stack:
             "task_time_limit_seconds": 120,
             "retry_backoff_max_seconds": 4,
             # One call in flight keeps the priority test deterministic; batching across concurrent
-            # calls is covered by test_batching and by `rdio-api up` (default concurrency).
+            # calls is covered by test_asr_batching and by `rdio-api up` (default concurrency).
             "concurrency": 1,
             **transcription,
         }

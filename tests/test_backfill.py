@@ -78,11 +78,9 @@ def test_only_missing_skips_transcribed_and_busy_calls_and_a_rerun_adds_nothing(
     assert busy not in [c for c, _ in _run_jobs(factory, everything.id)]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, database_url):
-    s = Stack(tmp_path_factory.mktemp("backfill"), database_url, lease_seconds=30).start()
-    yield s
-    s.stop()
+@pytest.fixture
+def stack(shared_stack):
+    return shared_stack
 
 
 def _cli(stack: Stack, *args: str) -> tuple[dict, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rdio_core import db
 from rdio_core.models import Call, System, utcnow
@@ -97,7 +97,15 @@ def test_sigkill_during_a_burst_leaves_no_orphan_after_restart(tmp_path, databas
     threads = [threading.Thread(target=burst, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+
+    def stored() -> int:
+        with db_engine.connect() as conn:
+            return conn.execute(select(func.count()).where(Call.system_id == system)).scalar_one()
+
+    # Kill mid-burst: once the burst has stored calls, others are in flight between file and row.
+    deadline = time.monotonic() + 30
+    while stored() < 16 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert server.proc is not None
     os.kill(server.proc.pid, signal.SIGKILL)
     server.proc.wait(10)

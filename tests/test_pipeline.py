@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from rdio_core.models import JobStatus, TranscriptionJob
 from tests.conftest import READ_KEY
-from tests.helpers import REPO, clip, raw_request, sdrtrunk_body
+from tests.helpers import REPO, clip, raw_request, sdrtrunk_body, sweeps_after, utc_now
 from tests.stack import ADMIN, READER, Stack
 from tests.test_upload import fresh_system, sdrtrunk_fields
 
@@ -151,7 +151,7 @@ def test_priority_is_served_first(stack):
                 break
             time.sleep(0.2)
         urgent = stack.post_job(urgent_call, priority=1).json()["id"]
-        time.sleep(1.0)
+        stack.wait_job(urgent, timeout=20, statuses=("queued",))  # on the broker before a worker is
     finally:
         stack.start_worker()
     order = {}
@@ -167,9 +167,11 @@ def test_redis_down_during_uploads_loses_nothing(stack, db_engine):
         ids = [
             upload(stack, clip(name)) for name in ("speech.wav", "speech.flac", "speech.m4a", "speech.opus")
         ]
+        uploaded = utc_now()
         ready = httpx.get(f"{stack.server.url}/ready").json()
         assert ready["checks"]["broker"] == "unavailable"
-        time.sleep(1.5)
+        # A sweeper pass begun after the uploads met the dead broker: their jobs were seen, none lost.
+        assert sweeps_after(stack.server.url, READER, uploaded)["broker"] == "down"
         pending = [stack.get(f"/api/calls/{c}/transcription").json()["latest_job"]["status"] for c in ids]
         assert pending == ["pending"] * 4
     finally:

@@ -11,8 +11,8 @@ import pytest
 
 from rdio_core import jobs
 from rdio_core.settings import TranscriptionSettings
-from tests.helpers import clip
-from tests.stack import Stack
+from tests.helpers import clip, sweeps_after, utc_now
+from tests.stack import READER, Stack
 from tests.test_pipeline import upload
 from tests.test_upload import fresh_system
 
@@ -77,6 +77,7 @@ def test_dispatch_before_chatter_and_deferred_chatter_runs_when_the_queue_drains
         ]
         # The backlog is at the depth now: the next chatter call is deferred, dispatch never is.
         held = upload(stack, clip("speech.wav"), system=system, talkgroup=CHATTER, when=start + 20)
+        held_at = utc_now()
         dispatch = upload(stack, clip("speech.flac"), system=system, talkgroup=DISPATCH, when=start)
 
         job = _latest(stack, held)
@@ -90,8 +91,9 @@ def test_dispatch_before_chatter_and_deferred_chatter_runs_when_the_queue_drains
         assert status["deferred"] >= 1 and status["defer_backlog_depth"] is not None
         assert status["by_priority"]["5"]["deferred"] == 1, status
         assert sum(status["by_priority"]["1"].values()) == 1, status
-        # The sweeper runs every second; with no worker the backlog stays deep, the job stays held.
-        time.sleep(2.5)
+        # The sweeper runs every second; two passes after the uploads with no worker: the backlog
+        # stays deep, the job stays held.
+        sweeps_after(stack.server.url, READER, held_at, passes=2)
         assert _latest(stack, held)["status"] == "deferred"
     finally:
         stack.start_worker()

@@ -99,7 +99,9 @@ def test_config_edits_apply_without_restart(tmp_path, database_url):
 
         # A broken edit is ignored: the running settings stay.
         srv.config_path.write_text("api_keys: [\n")
-        time.sleep(3)
+        # The watcher has read the broken file (its log line), so the next upload meets whatever
+        # that read left: it must be the running settings.
+        assert wait_for(lambda: "config reload ignored" in srv.log()), srv.log()[-2000:]
         assert (
             post(srv, sdrtrunk_fields(fresh_system(), key=UPLOAD_KEY), clip("speech.wav")).status_code == 200
         )

@@ -1,4 +1,4 @@
-"""The engine reproduces the transcripts of the pre-split engine exactly (tiny.en, CPU, int8, offline).
+"""The engine gives the golden snapshot's transcripts exactly (tiny.en, CPU, int8, offline).
 
 ``tests/corpus/golden_transcripts.json`` is a regression snapshot, not a reference: it was written
 by the committed script ``tests/corpus/make_golden.py`` running the engine as it was *before* it

@@ -21,7 +21,7 @@ from rdio_core.models import CallTransmission, Unit
 from rdio_core.units import Named, attribute, parse_transmissions
 from tests.conftest import READ_KEY, SCOPED_KEY, UPLOAD_KEY, base_config
 from tests.helpers import REPO, ServerProcess, clip, raw_request, sdrtrunk_body
-from tests.stack import ADMIN, Stack
+from tests.stack import ADMIN
 from tests.test_upload import fresh_system, sdrtrunk_fields
 
 # Systems and radio ids no other test uses; the configured aliases are written before the server starts.
@@ -335,29 +335,26 @@ def three_times_wav() -> tuple[bytes, float]:
 
 
 @pytest.mark.worker
-def test_worker_transcript_segments_carry_the_radio_on_air(tmp_path_factory, database_url):
-    stack = Stack(tmp_path_factory.mktemp("units-stack"), database_url).start()
-    try:
-        audio, clip_seconds = three_times_wav()
-        first_radio, second_radio = fresh_system(), fresh_system()
-        second = round(2 * clip_seconds, 2)  # the second radio keys up for the third copy
-        src_list = [
-            {"src": first_radio, "pos": 0.0, "tag": "Dispatch"},
-            {"src": second_radio, "pos": second, "emergency": 1, "tag": "Car 54"},
-        ]
-        call_id = trunk_recorder(stack.server, fresh_system(), 900, src_list, audio=audio)
-        assert stack.wait_call(call_id)["status"] == "completed", stack.logs()
-        call = stack.get(f"/api/calls/{call_id}").json()
-        segments = call["segments"]
-        assert segments and all(s["words"] is None for s in segments)  # no alignment model offline
-        for s in segments:
-            expected = first_radio if (s["start"] + s["end"]) / 2 < second else second_radio
-            assert s["unit"] == expected, (s, second)
-            assert s["alias"] == ("Dispatch" if expected == first_radio else "Car 54")
-        assert {s["unit"] for s in segments} == {first_radio, second_radio}, (segments, second)  # both spoke
-        assert call["units"][1] == {"unit": second_radio, "alias": "Car 54", "emergency": True}
-    finally:
-        stack.stop()
+def test_worker_transcript_segments_carry_the_radio_on_air(shared_stack):
+    stack = shared_stack
+    audio, clip_seconds = three_times_wav()
+    first_radio, second_radio = fresh_system(), fresh_system()
+    second = round(2 * clip_seconds, 2)  # the second radio keys up for the third copy
+    src_list = [
+        {"src": first_radio, "pos": 0.0, "tag": "Dispatch"},
+        {"src": second_radio, "pos": second, "emergency": 1, "tag": "Car 54"},
+    ]
+    call_id = trunk_recorder(stack.server, fresh_system(), 900, src_list, audio=audio)
+    assert stack.wait_call(call_id)["status"] == "completed", stack.logs()
+    call = stack.get(f"/api/calls/{call_id}").json()
+    segments = call["segments"]
+    assert segments and all(s["words"] is None for s in segments)  # no alignment model offline
+    for s in segments:
+        expected = first_radio if (s["start"] + s["end"]) / 2 < second else second_radio
+        assert s["unit"] == expected, (s, second)
+        assert s["alias"] == ("Dispatch" if expected == first_radio else "Car 54")
+    assert {s["unit"] for s in segments} == {first_radio, second_radio}, (segments, second)  # both spoke
+    assert call["units"][1] == {"unit": second_radio, "alias": "Car 54", "emergency": True}
 
 
 # -- the migration --------------------------------------------------------------------------------

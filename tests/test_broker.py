@@ -25,7 +25,15 @@ from rdio_core.pipeline import Pipeline, job_message
 from rdio_core.settings import Settings
 from rdio_tasks.broker import CeleryBroker, connect
 from tests.conftest import ADMIN_KEY, READ_KEY, base_config
-from tests.helpers import ServerProcess, call_with_job, clip, raw_request, sdrtrunk_body
+from tests.helpers import (
+    ServerProcess,
+    call_with_job,
+    clip,
+    raw_request,
+    sdrtrunk_body,
+    sweeps_after,
+    utc_now,
+)
 from tests.test_upload import fresh_system, sdrtrunk_fields
 
 LOCAL_REDIS_PORT = 6379  # the port a guessed default would reach
@@ -99,8 +107,10 @@ def test_serve_with_broker_down_stops_promptly(tmp_path, database_url):
     try:
         redis.stop()
         ids = upload_calls(server, 4)
+        uploaded = utc_now()
         assert httpx.get(f"{server.url}/ready").json()["checks"]["broker"] == "unavailable"
-        time.sleep(1.5)  # publisher and sweeper have both met the dead broker
+        # A sweeper pass begun after the uploads' commit has met the dead broker and published none.
+        assert sweeps_after(server.url, ADMIN_KEY, uploaded)["broker"] == "down"
         assert [job_status(server, c) for c in ids] == ["pending"] * 4
     finally:
         code = server.stop()  # SIGTERM; the helper kills (code -9) after 15 s
