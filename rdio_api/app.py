@@ -10,17 +10,15 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rdio_api import maintenance, runtime, spool
+from rdio_api import docs_pages, maintenance, runtime, spool
 from rdio_api.deps import docs_access
 from rdio_api.importers import watch
 from rdio_api.ingest import CallWriter
@@ -178,33 +176,11 @@ def _with_event_schemas(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mount_docs(app: FastAPI) -> None:
-    """/openapi.json, /docs, /redoc and Swagger's OAuth2 redirect, each behind ``docs_access``.
+    """/openapi.json behind ``docs_access`` (a read key as a header, unless ``auth.public_docs``);
+    the /docs and /redoc pages that read it are rdio_api.docs_pages (offline, key never in the URL)."""
 
-    A browser opening ``/docs?key=K`` gets a Swagger page that loads ``/openapi.json?key=K``: the page
-    cannot send a header for its own schema request. The key echoed is one that was just accepted.
-    """
-    guard = [Depends(docs_access)]
-
-    def schema_url(request: Request) -> str:
-        key = request.query_params.get("key")
-        return f"/openapi.json?key={quote(key, safe='')}" if key else "/openapi.json"
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(docs_access)])
     async def openapi() -> JSONResponse:
         return JSONResponse(_exact_bounds(_with_event_schemas(app.openapi())))
 
-    @app.get("/docs", include_in_schema=False, dependencies=guard)
-    async def swagger(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=schema_url(request),
-            title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url="/docs/oauth2-redirect",
-        )
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False, dependencies=guard)
-    async def swagger_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
-
-    @app.get("/redoc", include_in_schema=False, dependencies=guard)
-    async def redoc(request: Request) -> HTMLResponse:
-        return get_redoc_html(openapi_url=schema_url(request), title=f"{app.title} - ReDoc")
+    app.include_router(docs_pages.router)

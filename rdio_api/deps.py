@@ -48,12 +48,10 @@ _bearer_key = HTTPBearer(auto_error=False, description="An API key from api_keys
 IsPublic = Callable[[AuthSettings], bool]
 
 
-def require(
-    *scopes: Scope, public: IsPublic | None = None, query_key: bool = False
-) -> Callable[..., ApiKey | None]:
+def require(*scopes: Scope, public: IsPublic | None = None) -> Callable[..., ApiKey | None]:
     """A dependency that returns the caller's key, or None when ``public(settings.auth)`` lets an
     anonymous caller in. A key that is presented is always checked, public or not: public access is
-    for visitors without one, not for typos. ``query_key`` also accepts ``?key=`` (docs pages)."""
+    for visitors without one, not for typos. Keys come in headers only, never in a URL."""
 
     def dependency(
         request: Request,
@@ -63,8 +61,6 @@ def require(
     ) -> ApiKey | None:
         settings = state.settings
         token = (header or "").strip() or (bearer.credentials.strip() if bearer else "")
-        if not token and query_key:
-            token = request.query_params.get("key", "").strip()
         if not token and public is not None and public(settings.auth):
             return None
         return check_key(settings, token, request.client.host if request.client else None, scopes)
@@ -74,7 +70,7 @@ def require(
 
 read_access = require("read", public=lambda auth: auth.public_read)
 metrics_access = require("read", public=lambda auth: auth.public_metrics)
-docs_access = require("read", public=lambda auth: auth.public_docs, query_key=True)
+docs_access = require("read", public=lambda auth: auth.public_docs)
 
 ReadKey = Annotated[ApiKey | None, Depends(read_access)]
 """A read key, or None when ``auth.public_read`` lets anyone read."""

@@ -113,7 +113,8 @@ class AuthSettings(_Strict):
     public_read: bool = False
     # Prometheus can scrape with a bearer token (a read key); open it only on a private network.
     public_metrics: bool = False
-    # /docs, /redoc, /openapi.json: the full route map. Closed, a browser passes ?key=... instead.
+    # /openapi.json: the full route map. Closed, the /docs and /redoc pages ask for a read key and send it
+    # as a header (rdio_api.docs_pages); a key in a URL is never read.
     public_docs: bool = False
 
 
