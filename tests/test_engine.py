@@ -235,8 +235,8 @@ def test_alignment_path_with_local_weights(tmp_path: Path) -> None:
 
     No real wav2vec2 weights can be downloaded here, so a randomly initialised
     checkpoint with the right architecture stands in (timings are meaningless;
-    the point is that a locally provisioned align model is found and used), plus
-    empty NLTK punkt_tab tables.
+    the point is that a locally provisioned align model is found and used). No NLTK
+    data is provided: the engine writes its own untrained sentence splitter.
     """
     import torch
     import torchaudio
@@ -249,11 +249,6 @@ def test_alignment_path_with_local_weights(tmp_path: Path) -> None:
     checkpoint = tmp_path / compat.torchaudio_bundle_filename(bundle)
     torch.save(state, checkpoint)
     del state
-    punkt = tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
-    punkt.mkdir(parents=True)
-    for name in ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab"):
-        (punkt / name).write_text("")
-
     eng = WhisperXEngine(EngineConfig(model="tiny.en", models_dir=tmp_path))
     try:
         result = eng.transcribe(SPEECH / "jfk.flac")
@@ -262,6 +257,7 @@ def test_alignment_path_with_local_weights(tmp_path: Path) -> None:
         checkpoint.unlink()
     assert result.aligned is True, result.alignment_note
     assert result.alignment_note is None
+    assert (tmp_path / "nltk_data" / "tokenizers" / "punkt_tab" / "english" / "sent_starters.txt").is_file()
     words = [w for seg in result.segments for w in seg["words"]]
     assert {"country", "ask"} <= set(_words(" ".join(w["word"] for w in words)))
     timed = [w for w in words if "start" in w]
@@ -409,3 +405,23 @@ def test_short_call_language_fallback(engine: WhisperXEngine, monkeypatch: pytes
         radio=RadioOptions(language_min_seconds=1.0, language_min_probability=0.99),
     )
     assert unsure.language == "en" and "language_min_probability" in unsure.language_note
+
+
+def test_the_untrained_sentence_splitter_ends_sentences_where_a_radio_transcript_does(tmp_path: Path) -> None:
+    import nltk
+
+    from rdio_tasks.asr.align import write_untrained_punkt
+
+    write_untrained_punkt(tmp_path, "english")
+    nltk.data.path.insert(0, str(tmp_path))
+    try:
+        splitter = nltk.data.load("tokenizers/punkt_tab/english.pickle", cache=False)
+    finally:
+        nltk.data.path.remove(str(tmp_path))
+    text = "Engine 12 responding to Main Street. Copy that, Engine 12? Go ahead!"
+    spans = list(splitter.span_tokenize(text))
+    assert [text[a:b] for a, b in spans] == [
+        "Engine 12 responding to Main Street.",
+        "Copy that, Engine 12?",
+        "Go ahead!",
+    ]

