@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from rdio_core import db, jobs
 from tests.browser import Console, after_every_call, chromium, console_stack
 from tests.helpers import clip, raw_request, sdrtrunk_body
 from tests.stack import ADMIN, READER
@@ -466,3 +467,44 @@ def test_search_puts_transcript_matches_first_and_a_radio_id_finds_only_its_radi
     console.card(named, "#results").wait_for(timeout=10_000)
     assert results.evaluate_all("els => els.map((e) => +e.dataset.callId)") == [named]
     assert console.console_errors == []
+
+
+def test_an_aligned_call_page_shows_word_timings_and_a_word_plays_from_its_start(
+    console, stack, systems, db_engine
+):
+    """The words WhisperX aligned, as the worker stores them in the job's segments (given through
+    the job state machine here: the page, not the aligner, is under test); words it could not place
+    carry no start and are left out."""
+    call_id = send(stack, systems[1], 661)
+    factory = db.make_session_factory(db_engine)
+    with factory() as session:
+        job_id = jobs.create_job(session, call_id, 3, None, None).id
+        session.commit()
+    assert jobs.claim(factory, job_id, "test-worker", 60, 3).outcome == "claimed"
+    words = [
+        {"word": "Engine", "start": 0.12, "end": 0.48, "score": 0.91},
+        {"word": "twelve", "start": 0.52, "end": 0.9, "score": 0.88},
+        {"word": "10-4"},  # not placed by the aligner
+        {"word": "responding", "start": 1.4, "end": 2.05, "score": 0.8},
+    ]
+    segment = {"start": 0.1, "end": 2.1, "text": "Engine twelve 10-4 responding", "words": words}
+    assert jobs.complete(factory, job_id, "test-worker", {"text": segment["text"], "segments": [segment]})
+    page = console.page
+    console.open(f"/calls/{call_id}")
+    console.enter_key(READER)
+    timed = page.locator("p.words .word")
+    timed.first.wait_for(timeout=10_000)
+    assert timed.evaluate_all("els => els.map((e) => e.firstChild.textContent)") == [
+        "Engine",
+        "twelve",
+        "responding",
+    ]
+    assert "1.4" in timed.nth(2).get_attribute("title") and "score 0.80" in timed.nth(2).get_attribute(
+        "title"
+    )
+    timed.nth(2).click()
+    console.wait_until(
+        "(id) => window.rdioConsole.player.current?.id === id", call_id, what="the call playing from the word"
+    )
+    console.wait_until("() => document.querySelector('audio').currentTime >= 1.3", what="playback from 1.4 s")
+    console.screenshot("call-word-timings")

@@ -133,6 +133,37 @@ function tonesSection(full) {
   );
 }
 
+/** The words alignment timed (WhisperX gives a word no start when it could not place it). */
+function wordTimings(segments) {
+  return (segments || []).flatMap((seg) => seg.words || []).filter((w) => typeof w.start === "number");
+}
+
+/** Each timed word, its start under it; a click plays from it (the transcript's own seek handler). */
+function wordsNode(call, words) {
+  return h(
+    "div.transcript",
+    { dataset: { callId: call.id } },
+    h(
+      "p.words",
+      {},
+      words.map((w) => [
+        h(
+          "span.seg.word",
+          {
+            role: "button",
+            tabindex: "0",
+            title: `${seconds(w.start)}–${seconds(w.end)}${w.score != null ? `, score ${Number(w.score).toFixed(2)}` : ""}: play from here`,
+            dataset: { start: w.start, end: w.end },
+          },
+          w.word,
+          h("sub", {}, seconds(w.start)),
+        ),
+        " ",
+      ]),
+    ),
+  );
+}
+
 function transcriptSections(call, body, attributed) {
   if (!body) return [section("Transcript", h("p.status", {}, "No transcription job for this call."))];
   const done = body.transcript;
@@ -148,6 +179,8 @@ function transcriptSections(call, body, attributed) {
     ),
   );
   if (done) {
+    const words = wordTimings(done.segments);
+    if (words.length) out.push(section("Word timings", wordsNode(call, words)));
     const removed = Array.isArray(result.removed) ? result.removed : [];
     out.push(
       debugSection(
