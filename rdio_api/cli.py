@@ -89,6 +89,40 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+@command("models")
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    """``rdio-api models fetch [NAME ...]``: the Whisper models (default: the configured one) and
+    the word-alignment model into models_dir, checked (rdio_tasks.asr.fetch)."""
+    from rdio_tasks.asr import fetch
+    from rdio_tasks.errors import ModelNotFoundError
+
+    tx = settings.transcription
+    models_dir = (tx.models_dir or settings.data_dir / "models").resolve()
+    names = args.names or [tx.model]
+    failed = 0
+    for name in names:
+        try:
+            done = fetch.fetch_whisper(name, models_dir)
+        except ModelNotFoundError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {done.how} at {done.path}")
+        for line in done.checked:
+            print(f"  {line}")
+    for language in args.align or []:
+        try:
+            done = fetch.fetch_alignment(language, models_dir)
+        except (ModelNotFoundError, OSError) as exc:
+            print(f"alignment {language}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"alignment {language}: {done.how} at {done.path}")
+        for line in done.checked:
+            print(f"  {line}")
+    return 1 if failed else 0
+
+
 @command("init")
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     """A first config.yaml: fresh keys, no samples (config.example.yaml documents the rest)."""
@@ -345,6 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_import(sub, common)
 
+    models = sub.add_parser(
+        "models", parents=[common], help="fetch and check models for an offline worker (models_dir)"
+    )
+    models.add_argument("action", choices=["fetch"])
+    models.add_argument("names", nargs="*", help="Whisper models (default: transcription.model)")
+    models.add_argument(
+        "--align",
+        nargs="*",
+        metavar="LANG",
+        help="also the word-alignment model of these languages (e.g. en)",
+    )
     dbp = sub.add_parser("db", parents=[common], help="database maintenance")
     dbp.add_argument("action", choices=["upgrade"])
     return parser
