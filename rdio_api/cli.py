@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -98,26 +99,22 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
     tx = settings.transcription
     models_dir = (tx.models_dir or settings.data_dir / "models").resolve()
-    names = args.names or [tx.model]
+    wanted: list[tuple[str, Callable[[], fetch.Fetched]]] = [
+        (name, functools.partial(fetch.fetch_whisper, name, models_dir)) for name in args.names or [tx.model]
+    ]
+    wanted += [
+        (f"alignment {lang}", functools.partial(fetch.fetch_alignment, lang, models_dir))
+        for lang in args.align or []
+    ]
     failed = 0
-    for name in names:
+    for label, get in wanted:
         try:
-            done = fetch.fetch_whisper(name, models_dir)
-        except ModelNotFoundError as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{name}: {done.how} at {done.path}")
-        for line in done.checked:
-            print(f"  {line}")
-    for language in args.align or []:
-        try:
-            done = fetch.fetch_alignment(language, models_dir)
+            done = get()
         except (ModelNotFoundError, OSError) as exc:
-            print(f"alignment {language}: {exc}", file=sys.stderr)
+            print(f"{label}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"alignment {language}: {done.how} at {done.path}")
+        print(f"{label}: {done.how} at {done.path}")
         for line in done.checked:
             print(f"  {line}")
     return 1 if failed else 0
