@@ -49,3 +49,17 @@ def test_fetch_offline_reports_what_is_here_and_refuses_what_is_not(tmp_path: Pa
     assert done.returncode == 1, done.stderr
     assert "tiny.en: local at " in done.stdout
     assert "small: Whisper model 'small' is not available offline" in done.stderr
+
+
+def test_a_local_alignment_checkpoint_is_reported_with_its_hash(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import torchaudio
+
+    from rdio_tasks.asr import compat
+    from rdio_tasks.asr.fetch import fetch_alignment, sha256_of
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    checkpoint = tmp_path / compat.torchaudio_bundle_filename(torchaudio.pipelines.WAV2VEC2_ASR_BASE_960H)
+    checkpoint.write_bytes(b"stand-in weights")
+    done = fetch_alignment("en", tmp_path)
+    assert (done.path, done.how) == (checkpoint, "local")
+    assert done.checked == [f"{checkpoint.name}: sha256 {sha256_of(checkpoint)}"]

@@ -67,10 +67,10 @@ def align_source(language: str, models_dir: Path | None) -> tuple[dict[str, Any]
     from whisperx.utils import PUNKT_LANGUAGES
 
     models_dir = Path(models_dir).expanduser() if models_dir else None
-    if models_dir is not None and (models_dir / "nltk_data").is_dir():
-        nltk_dir = str(models_dir / "nltk_data")
-        if nltk_dir not in nltk.data.path:
-            nltk.data.path.append(nltk_dir)
+    # On the path whether or not it exists yet (NLTK skips a missing folder): tables written below
+    # are then found by whisperx.align's own lookup.
+    if models_dir is not None and str(models_dir / "nltk_data") not in nltk.data.path:
+        nltk.data.path.append(str(models_dir / "nltk_data"))
     punkt = PUNKT_LANGUAGES.get(language, "english")
     try:
         nltk.data.load(f"tokenizers/punkt_tab/{punkt}.pickle")
@@ -78,8 +78,6 @@ def align_source(language: str, models_dir: Path | None) -> tuple[dict[str, Any]
         if models_dir is None:
             return None, f"NLTK punkt_tab data for {punkt!r} not installed (needed by whisperx.align)"
         write_untrained_punkt(models_dir / "nltk_data", punkt)
-        if str(models_dir / "nltk_data") not in nltk.data.path:
-            nltk.data.path.append(str(models_dir / "nltk_data"))
 
     name = DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF.get(language)
     if name is None:

@@ -16,6 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rdio_tasks.asr import compat
 from rdio_tasks.asr.base_model import BASE_MODEL_DIRNAME
@@ -86,15 +87,13 @@ def fetch_whisper(name: str, models_dir: Path) -> Fetched:
 
 
 def fetch_alignment(language: str, models_dir: Path) -> Fetched:
-    """The word-alignment model whisperx uses for ``language``, as a file in ``models_dir``."""
+    """The word-alignment model whisperx uses for ``language``: where the worker will find it
+    (downloaded into ``models_dir`` when online and absent)."""
     from rdio_tasks.asr.align import align_source
 
     source, note = align_source(language, models_dir)
     if source is not None:
-        name = source["model_name"]
-        local = models_dir / compat_bundle_file(name)
-        checked = [f"{local.name}: sha256 {sha256_of(local)}"] if local.is_file() else []
-        return Fetched(f"align-{language}", local if local.is_file() else models_dir, "local", checked)
+        return _found_alignment(language, source, models_dir)
     if hub_offline():
         raise ModelNotFoundError(f"alignment model for {language!r} is not available offline: {note}")
     from whisperx.alignment import DEFAULT_ALIGN_MODELS_TORCH
@@ -107,12 +106,28 @@ def fetch_alignment(language: str, models_dir: Path) -> Fetched:
         )
     import torch
 
-    target = models_dir / compat_bundle_file(name)
+    target = models_dir / _bundle_file(name)
     torch.hub.download_url_to_file(TORCHAUDIO_MODELS + target.name, str(target), progress=False)
     return Fetched(f"align-{language}", target, "downloaded", [f"{target.name}: sha256 {sha256_of(target)}"])
 
 
-def compat_bundle_file(name: str) -> str:
+def _found_alignment(language: str, source: dict[str, Any], models_dir: Path) -> Fetched:
+    """What ``align_source`` found: a torchaudio checkpoint (in ``model_dir``, or torch hub's
+    checkpoints when None) with its SHA-256, or a Hugging Face model in a hub cache."""
+    import torch
+    import torchaudio
+
+    name = source["model_name"]
+    where = Path(source["model_dir"]) if source.get("model_dir") else None
+    if name not in torchaudio.pipelines.__all__:
+        return Fetched(f"align-{language}", where or models_dir, "local")
+    checkpoint = (where or Path(torch.hub.get_dir()) / "checkpoints") / _bundle_file(name)
+    return Fetched(
+        f"align-{language}", checkpoint, "local", [f"{checkpoint.name}: sha256 {sha256_of(checkpoint)}"]
+    )
+
+
+def _bundle_file(name: str) -> str:
     import torchaudio
 
     return compat.torchaudio_bundle_filename(getattr(torchaudio.pipelines, name))
