@@ -14,6 +14,7 @@ call to the spool empty, and the drain itself as /metrics reports it).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sqlite3
@@ -31,20 +32,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import READ_KEY, UPLOAD_KEY, base_config  # noqa: E402
-from tests.helpers import ServerProcess  # noqa: E402
+from tests.helpers import ServerProcess, wait_for  # noqa: E402
 from tests.own_postgres import OwnPostgres  # noqa: E402
 from tests.upload_stream import UploadStream  # noqa: E402
 
 RATE = 20.0
-
-
-def wait(predicate: Callable[[], bool], timeout: float = 120) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+wait = functools.partial(wait_for, timeout=120.0)  # a fault's phases take longer than a test's waits
 
 
 def spool_empty(server: ServerProcess) -> bool:

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -180,6 +180,22 @@ def sweeps_after(base_url: str, key: str, after: datetime, passes: int = 1, time
                 return last
         time.sleep(0.1)
     raise TimeoutError(f"{len(seen)} of {passes} sweeper passes after {after} in {timeout}s: {last}")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+    """:func:`wait_for`, failing with ``what`` when the condition is not reached in time."""
+    if not wait_for(predicate, timeout, interval=0.1):
+        raise TimeoutError(f"{what} not reached in {timeout}s")
 
 
 def utc_now() -> datetime:

@@ -21,8 +21,7 @@ from rdio_core.outbox import Queue
 from rdio_tasks import broker_compat
 from rdio_tasks.celery_app import app
 from tests.conftest import ADMIN_KEY, base_config
-from tests.helpers import REPO, ServerProcess, clip
-from tests.test_reload import wait_for
+from tests.helpers import REPO, ServerProcess, clip, wait_for
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
 
 QUEUE = Queue.GPU.value

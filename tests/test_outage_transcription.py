@@ -19,9 +19,10 @@ from sqlalchemy import func, select
 from rdio_core import db
 from rdio_core.models import Call, Event, EventKind
 from rdio_core.models import TranscriptionJob as Job
+from tests.helpers import wait_until
 from tests.own_postgres import OwnPostgres
 from tests.stack import ADMIN, Stack
-from tests.test_spool import SPOOL, assert_every_call_stored, needs_postgres, spooled, wait_until
+from tests.test_spool import SPOOL, assert_every_call_stored, needs_postgres, spooled
 from tests.upload_stream import UploadStream
 
 pytestmark = [pytest.mark.worker, needs_postgres]

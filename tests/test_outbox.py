@@ -22,7 +22,7 @@ from rdio_core.outbox.publisher import BROKER_DOWN_SECONDS
 from rdio_core.pipeline import STALE_AFTER_SECONDS, Pipeline
 from rdio_core.settings import Settings
 from rdio_tasks.broker import connect
-from tests.helpers import bare_call, call_with_job
+from tests.helpers import bare_call, call_with_job, wait_for
 from tests.test_upload import fresh_system
 
 
@@ -49,15 +49,6 @@ def job_status(factory, job_id: int) -> str:
         job = session.get(TranscriptionJob, job_id)
         assert job is not None
         return job.status
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 # -- names -----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import yaml
 
 from rdio_core.settings import TranscriptionSettings
 from tests.conftest import UPLOAD_KEY, base_config
-from tests.helpers import ServerProcess, clip
+from tests.helpers import ServerProcess, clip, wait_for
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
 
 
@@ -45,15 +45,6 @@ def test_talkgroup_beats_system_beats_global():
     )
     assert tx.resolve(2, 9).enabled is False  # global exclude list
     assert tx.resolve(1, 9).enabled is True  # an explicit talkgroup setting wins over it
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def job_status(srv, call_id: int) -> str:

@@ -19,8 +19,8 @@ from sqlalchemy import inspect
 from rdio_api.cli import build_parser
 from rdio_core import db
 from tests.conftest import UPLOAD_KEY, base_config
-from tests.helpers import REPO, ServerProcess, wait_http
-from tests.test_spool import QUEUED, assert_every_call_stored, wait_until
+from tests.helpers import REPO, ServerProcess, wait_http, wait_until
+from tests.test_spool import QUEUED, assert_every_call_stored
 from tests.upload_stream import UploadStream
 
 

@@ -26,7 +26,7 @@ from rdio_core.models import Call, Event, EventKind, TranscriptionJob
 from rdio_core.settings import Settings, SpoolSettings
 from rdio_core.storage import AudioStore
 from tests.conftest import READ_KEY, UPLOAD_KEY, base_config
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, wait_until
 from tests.own_postgres import OwnPostgres, pg_bin
 from tests.upload_stream import UploadStream
 
@@ -41,15 +41,6 @@ def own_pg() -> Iterator[OwnPostgres]:
     pg = OwnPostgres().init()
     yield pg
     pg.destroy()
-
-
-def wait_until(predicate, timeout: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not reached in {timeout}s")
 
 
 def spool_state(server: ServerProcess) -> str:

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from tests.conftest import READ_KEY, UPLOAD_KEY, base_config
-from tests.helpers import free_port, wait_http
-from tests.test_spool import assert_every_call_stored, wait_until
+from tests.helpers import free_port, wait_http, wait_until
+from tests.test_spool import assert_every_call_stored
 from tests.upload_stream import UploadStream
 
 pytestmark = pytest.mark.worker
