@@ -207,17 +207,25 @@ def clip(name: str) -> bytes:
     return (CLIPS / name).read_bytes()
 
 
-def bare_call(session, system: int):  # type: ignore[no-untyped-def]
-    """A minimal call row (talkgroup 1, a fake audio path) in ``session``, flushed (it has an id)."""
+def bare_call(  # type: ignore[no-untyped-def]
+    session,
+    system: int,
+    talkgroup: int = 1,
+    when: datetime | None = None,
+    audio_path: str = "x.mp3",
+    audio_bytes: int = 1,
+):
+    """A minimal call row (by default talkgroup 1, now, a fake audio path) in ``session``, flushed
+    (it has an id)."""
     from rdio_core.models import Call, utcnow
 
     call = Call(
         system_id=system,
-        talkgroup=1,
-        date_time=utcnow(),
-        audio_path="x.mp3",
+        talkgroup=talkgroup,
+        date_time=when or utcnow(),
+        audio_path=audio_path,
         audio_sha256="0" * 64,
-        audio_bytes=1,
+        audio_bytes=audio_bytes,
         audio_mime="audio/mpeg",
         client_kind="test",
     )

@@ -13,6 +13,7 @@ from rdio_core.calls import CallFilter
 from rdio_core.models import Call, CallTransmission, JobStatus, System
 from rdio_core.retention import remove_old_audio
 from rdio_core.storage import AudioStore
+from tests.helpers import bare_call
 from tests.test_upload import fresh_system
 
 # Early enough that retention's cut-off (START + 30 min, applied to the whole test database) reaches
@@ -48,18 +49,7 @@ def calls(factory, tmp_path):
             when = START + timedelta(hours=hour)
             relative = store.relative_path(when, system, talkgroup, "mp3")
             store.write(relative, b"ID3 " + name.encode())
-            call = Call(
-                system_id=system,
-                talkgroup=talkgroup,
-                date_time=when,
-                audio_path=relative,
-                audio_sha256="0" * 64,
-                audio_bytes=8,
-                audio_mime="audio/mpeg",
-                client_kind="test",
-            )
-            session.add(call)
-            session.flush()
+            call = bare_call(session, system, talkgroup, when, audio_path=relative, audio_bytes=8)
             ids[name] = call.id
             if unit is not None:
                 session.add(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from rdio_core import db
 from rdio_core.models import Call, Event, EventKind
@@ -29,45 +29,42 @@ pytestmark = [pytest.mark.worker, needs_postgres]
 SYSTEM = 831
 
 
-def job_states(url: str) -> tuple[int, dict[str, int], int, int]:
+def job_states(engine: Engine) -> tuple[int, dict[str, int], int, int]:
     """(calls, jobs by status, calls with more than one job, transcript events per call > 1)."""
-    engine = db.make_engine(url)
-    try:
-        with engine.connect() as conn:
-            calls = conn.execute(
-                select(func.count()).select_from(Call).where(Call.system_id == SYSTEM)
-            ).scalar_one()
-            by_status = dict(
-                conn.execute(
-                    select(Job.status, func.count())
-                    .join(Call, Call.id == Job.call_id)
-                    .where(Call.system_id == SYSTEM)
-                    .group_by(Job.status)
-                ).all()
+    with engine.connect() as conn:
+        calls = conn.execute(
+            select(func.count()).select_from(Call).where(Call.system_id == SYSTEM)
+        ).scalar_one()
+        by_status = dict(
+            conn.execute(
+                select(Job.status, func.count())
+                .join(Call, Call.id == Job.call_id)
+                .where(Call.system_id == SYSTEM)
+                .group_by(Job.status)
+            ).all()
+        )
+        per_call = select(Job.call_id).join(Call, Call.id == Job.call_id).where(Call.system_id == SYSTEM)
+        doubled_jobs = conn.execute(
+            select(func.count()).select_from(
+                per_call.group_by(Job.call_id).having(func.count() > 1).subquery()
             )
-            per_call = select(Job.call_id).join(Call, Call.id == Job.call_id).where(Call.system_id == SYSTEM)
-            doubled_jobs = conn.execute(
-                select(func.count()).select_from(
-                    per_call.group_by(Job.call_id).having(func.count() > 1).subquery()
-                )
-            ).scalar_one()
-            doubled_events = conn.execute(
-                select(func.count()).select_from(
-                    select(Event.call_id)
-                    .join(Call, Call.id == Event.call_id)
-                    .where(Call.system_id == SYSTEM, Event.kind == EventKind.TRANSCRIPT_UPDATED)
-                    .group_by(Event.call_id)
-                    .having(func.count() > 1)
-                    .subquery()
-                )
-            ).scalar_one()
-    finally:
-        engine.dispose()
+        ).scalar_one()
+        doubled_events = conn.execute(
+            select(func.count()).select_from(
+                select(Event.call_id)
+                .join(Call, Call.id == Event.call_id)
+                .where(Call.system_id == SYSTEM, Event.kind == EventKind.TRANSCRIPT_UPDATED)
+                .group_by(Event.call_id)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        ).scalar_one()
     return calls, {str(k): int(v) for k, v in by_status.items()}, doubled_jobs, doubled_events
 
 
 def test_worker_and_api_across_a_database_outage_transcribe_every_call_once(tmp_path: Path) -> None:
     pg = OwnPostgres().init()
+    engine = db.make_engine(pg.url)  # one pool for every poll (pre-ping rides out the outage)
     stack = Stack(tmp_path, pg.url)
     stack.config["spool"] = SPOOL
     stack.server.config_path.write_text(yaml.safe_dump(stack.config))
@@ -78,7 +75,7 @@ def test_worker_and_api_across_a_database_outage_transcribe_every_call_once(tmp_
         stack.start()
         stream.start()
         wait_until(
-            lambda: job_states(pg.url)[1].get("completed", 0) >= 3,
+            lambda: job_states(engine)[1].get("completed", 0) >= 3,
             timeout=180,
             what="the worker transcribing before the outage",
         )
@@ -91,11 +88,11 @@ def test_worker_and_api_across_a_database_outage_transcribe_every_call_once(tmp_
         wait_until(lambda: spooled(stack.server) == 0, what="spool drained")
 
         def all_finished() -> bool:
-            calls, by_status, _, _ = job_states(pg.url)
+            calls, by_status, _, _ = job_states(engine)
             return calls == stream.accepted and by_status.get("completed", 0) == calls
 
-        wait_until(all_finished, timeout=300, what=f"every call transcribed ({job_states(pg.url)})")
-        calls, by_status, doubled_jobs, doubled_events = job_states(pg.url)
+        wait_until(all_finished, timeout=300, what=f"every call transcribed ({job_states(engine)})")
+        calls, by_status, doubled_jobs, doubled_events = job_states(engine)
         assert by_status == {"completed": calls}, by_status
         assert doubled_jobs == 0 and doubled_events == 0  # none transcribed twice
         assert_every_call_stored(stream, pg.url, Path(stack.config["data_dir"]))
@@ -103,4 +100,5 @@ def test_worker_and_api_across_a_database_outage_transcribe_every_call_once(tmp_
     finally:
         stream.stop()
         stack.stop()
+        engine.dispose()
         pg.destroy()

@@ -29,7 +29,7 @@ from rdio_core.retention import apply_retention
 from rdio_core.settings import ConfigError, RetentionSettings, load_settings
 from rdio_core.storage import AudioStore
 from tests.conftest import ADMIN_KEY, READ_KEY, base_config
-from tests.helpers import ServerProcess, clip
+from tests.helpers import ServerProcess, bare_call, clip
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
 
 DAY = 86400
@@ -50,18 +50,7 @@ def _call(session, store: AudioStore, system: int, age_days: float, transcript: 
     when = utcnow() - timedelta(days=age_days)
     relative = store.relative_path(when, system, 1, "mp3")
     store.write(relative, b"ID3 " + transcript.encode())
-    call = Call(
-        system_id=system,
-        talkgroup=1,
-        date_time=when,
-        audio_path=relative,
-        audio_sha256="0" * 64,
-        audio_bytes=8,
-        audio_mime="audio/mpeg",
-        client_kind="test",
-    )
-    session.add(call)
-    session.flush()
+    call = bare_call(session, system, when=when, audio_path=relative, audio_bytes=8)
     job = jobs.create_job(session, call.id, priority=3)
     job.status, job.text = JobStatus.COMPLETED, transcript
     session.add(Event(kind=EventKind.CALL_CREATED, call_id=call.id, created_at=utcnow()))
