@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +15,8 @@ from tests.helpers import REPO
 SCRIPT = REPO / "scripts" / "test-deps.sh"
 
 
-def _run(env: dict[str, str], *prefix: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, "bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+def _run(env: dict[str, str], *prefix: str, script: Path = SCRIPT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, "bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_make_test_and_ci_run_share_the_script():
@@ -38,8 +40,18 @@ def test_not_root_stops_at_once_with_the_one_command(tmp_path):
         env = {**os.environ, "RDIO_CHROMIUM": str(tmp_path / "no-chromium")}
         result = _run(env)
     else:  # CI runs as root: drop to nobody to see the other branch
+        # nobody may not reach a clone under a 0700 folder (mktemp -d, /tmp/pytest-of-root): run a
+        # copy from a folder it can read.
+        readable = Path(tempfile.mkdtemp(prefix="rdio-test-deps-"))
+        readable.chmod(0o755)
+        script = readable / SCRIPT.name
+        shutil.copy(SCRIPT, script)
+        script.chmod(0o755)
         env = {"PATH": "/usr/bin:/bin", "RDIO_CHROMIUM": str(tmp_path / "no-chromium")}
-        result = _run(env, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        try:
+            result = _run(env, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", script=script)
+        finally:
+            shutil.rmtree(readable)
     assert result.returncode == 1
     assert "chromium chromium-driver" in result.stderr
     assert "sudo sh -c 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium" in (
