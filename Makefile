@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 EXTRAS ?= worker,dev
 ARGS ?=
+# Test files run side by side, one pytest worker per core (at most 4: each file may boot its own
+# Redis, API, Celery worker and Whisper model). A file stays on one worker (--dist loadfile), so a
+# module's fixtures boot once. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= $(shell python3 -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')
 
 .PHONY: run test venv lint bench-ingest clean
 
@@ -30,7 +34,7 @@ config.yaml: | $(STAMP)
 # The system packages its tests need (Chromium, promtool): installed as root, else one command to run.
 test: $(STAMP)
 	@scripts/test-deps.sh
-	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

@@ -28,11 +28,26 @@ from rdio_core.models import (
 from rdio_core.retention import apply_retention
 from rdio_core.settings import ConfigError, RetentionSettings, load_settings
 from rdio_core.storage import AudioStore
-from tests.conftest import ADMIN_KEY, READ_KEY, base_config
+from tests.conftest import ADMIN_KEY, READ_KEY, base_config, fresh_database
 from tests.helpers import ServerProcess, bare_call, clip
 from tests.test_upload import fresh_system, post, sdrtrunk_fields
 
 DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory):
+    """A database of this module's own: retention deletes every old call it finds, and other
+    modules (imports, units) store calls dated weeks ago in the session's database."""
+    with fresh_database(tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def db_engine(database_url):
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
 
 
 def test_calls_must_outlive_their_audio(tmp_path):
@@ -232,6 +247,6 @@ def test_low_disk_refuses_uploads_with_507_and_writes_nothing(tmp_path, database
         server.stop()
 
 
-def test_ready_reports_storage_ok(server):
-    ready = httpx.get(f"{server.url}/ready", timeout=10)
+def test_ready_reports_storage_ok(retention_server):
+    ready = httpx.get(f"{retention_server.url}/ready", timeout=10)
     assert ready.status_code == 200 and ready.json()["checks"]["storage"] == "ok"

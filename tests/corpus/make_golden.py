@@ -23,7 +23,9 @@ import argparse
 import csv
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,46 @@ def snapshot() -> dict[str, Any]:
         return out
     finally:
         engine.close()
+
+
+def reference_commit() -> str:
+    """The commit that last wrote ``golden_transcripts.json``: the engine it describes."""
+    out = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%H", "--", str(GOLDEN.relative_to(REPO))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not out:
+        raise RuntimeError(f"no commit wrote {GOLDEN.name} in this clone's history")
+    return out
+
+
+def reference_snapshot(commit: str) -> dict[str, Any]:
+    """The snapshot of ``commit``'s engine on this machine: its tree from ``git archive``, its own
+    copy of this script, run in a fresh process with that tree first on the path.
+
+    int8 CPU kernels differ between CPU generations (on a Xeon with AMX, 11 of the 38 entries
+    differ from the committed file for the very engine that wrote it), so on another machine class
+    the committed file cannot tell a refactor's change from the CPU's; the reference engine run
+    here can."""
+    with tempfile.TemporaryDirectory(prefix="golden-ref-") as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        out = Path(tmp) / "reference.json"
+        subprocess.run(
+            [sys.executable, str(tree / "tests" / "corpus" / "make_golden.py"), "--out", str(out)],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
+        return json.loads(out.read_text(encoding="utf-8"))
 
 
 def main() -> None:
