@@ -34,9 +34,8 @@ DESKTOP = {"width": 1200, "height": 900}
 PHONE = {"width": 375, "height": 812}
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
-_sources = itertools.count(
-    7_300_001
-)  # radio ids no other module uploads (test_read_api_limits uses 4200000+)
+# Radio ids no other module uploads (test_read_api_limits uses 4200000 and up).
+_sources = itertools.count(7_300_001)
 _last_start = 0
 
 
