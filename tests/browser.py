@@ -67,10 +67,11 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def console_stack(work: Path, database_url: str, extra_keys: list[dict]) -> Stack:
-    """A Stack whose config also holds ``extra_keys``; Redis and the API are started, the worker is
-    not (``start_worker`` when a test needs transcripts: loading Whisper costs ~10 s of CPU)."""
-    stack = Stack(work, database_url)
+def console_stack(work: Path, database_url: str, extra_keys: list[dict], **transcription: Any) -> Stack:
+    """A Stack whose config also holds ``extra_keys`` (and ``transcription`` settings); Redis and
+    the API are started, the worker is not (``start_worker`` when a test needs transcripts: loading
+    Whisper costs ~10 s of CPU)."""
+    stack = Stack(work, database_url, **transcription)
     stack.config["api_keys"].extend(extra_keys)
     stack.server.config_path.write_text(yaml.safe_dump(stack.config))
     stack.redis.start()
