@@ -104,7 +104,7 @@ def reference_snapshot(commit: str) -> dict[str, Any]:
     """The snapshot of ``commit``'s engine on this machine: its tree from ``git archive``, its own
     copy of this script, run in a fresh process with that tree first on the path.
 
-    int8 CPU kernels differ between CPU generations (on a Xeon with AMX, 11 of the 38 entries
+    int8 CPU kernels differ between CPU generations (on a Xeon with AMX, 9 of the 38 entries
     differ from the committed file for the very engine that wrote it), so on another machine class
     the committed file cannot tell a refactor's change from the CPU's; the reference engine run
     here can."""
