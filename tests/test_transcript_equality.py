@@ -37,7 +37,7 @@ pytestmark = [
 
 def differences(expected: dict, current: dict) -> list[str]:
     return [
-        f"{clip} [{mode}]:\n  golden  {expected['clips'][clip][mode]}\n  current {current['clips'][clip][mode]}"
+        f"{clip} [{mode}]:\n  expected {expected['clips'][clip][mode]}\n  current  {current['clips'][clip][mode]}"
         for clip in expected["clips"]
         for mode in make_golden.MODES
         if current["clips"][clip][mode] != expected["clips"][clip][mode]

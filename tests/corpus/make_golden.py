@@ -120,8 +120,7 @@ def reference_snapshot(commit: str) -> dict[str, Any]:
             [sys.executable, str(tree / "tests" / "corpus" / "make_golden.py"), "--out", str(out)],
             cwd=tree,
             env={**os.environ, "PYTHONPATH": str(tree)},
-            capture_output=True,
-            check=True,
+            check=True,  # its stderr is left to the caller: pytest shows it when this fails
             timeout=600,
         )
         return json.loads(out.read_text(encoding="utf-8"))
