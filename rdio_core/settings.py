@@ -14,7 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -310,6 +310,10 @@ class TranscriptionSettings(_Strict):
     # `batch_size` chunks; the inference thread waits at most `max_batch_wait_ms` for one to fill.
     concurrency: int = Field(default=8, ge=1)
     max_batch_wait_ms: float = Field(default=30.0, ge=0)
+    # Processes that condition, VAD and featurise each radio call before the model pass, each with
+    # its own GIL (rdio_tasks/asr/prepare.py). auto: on CUDA one per core beyond two (at most 8), on
+    # the CPU none (0: in the call's thread), where the model already keeps every core busy.
+    prepare_processes: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     talkgroups_include: list[int] = Field(default_factory=list)
     talkgroups_exclude: list[int] = Field(default_factory=list)
     min_audio_seconds: float = Field(default=0.5, ge=0)

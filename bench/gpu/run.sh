@@ -6,6 +6,7 @@
 #   device call 2: bench/gpu/run.sh stage                  carry .gpu/part-01
 #   device call 3: bench/gpu/run.sh stage throughput correctness oom   carry .gpu/part-02
 #   device call 4: bench/gpu/run.sh load
+#   (issue 20: device call 3 as `stage model prepare`: threads against preparation processes)
 # (the machine keeps /tmp/rdio-gpu between calls while it is held; `all` runs every step at once
 # where the parts are already staged). Each step prints its figures; JSON lines go to $OUT.
 set -uo pipefail
@@ -82,6 +83,16 @@ step_correctness() {  # the real tiny.en: per-call and batched transcripts on th
         --calls 64 --batch-size 16 --concurrency 32 --no-align --json | tee -a "$OUTDIR/correctness.txt"
     $PY bench/throughput.py --model "$STAGE/models/tiny.en" --device cuda --compute-type float16 \
         --calls 64 --batch-size 16 --concurrency 32 --no-align --json --encoder ctranslate2 | tee -a "$OUTDIR/correctness.txt"
+}
+
+step_prepare() {  # preparation in the threads (0) against a pool of processes, same machine, same run
+    for procs in ${PREPARE:-0 8}; do
+        throughput 5 --calls 96 --batch-size 32 --concurrency 64 --encoder torch --prepare-processes "$procs"
+    done
+    throughput 5 --calls 128 --batch-size 32 --concurrency 128 --encoder torch --prepare-processes 8
+    $PY bench/throughput.py --model "$STAGE/models/tiny.en" --device cuda --compute-type float16 \
+        --calls 64 --batch-size 16 --concurrency 32 --no-align --json --prepare-processes 8 \
+        | tee -a "$OUTDIR/correctness.txt"
 }
 
 step_oom() { $PY bench/gpu/oom.py --model "$MODEL" --calls 1024 --batch-size 1024 | tee -a "$OUTDIR/oom.txt"; }

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Hashable, Sequence
@@ -38,9 +39,9 @@ from rdio_tasks.asr.batching import SharedBatcher
 from rdio_tasks.asr.config import SAMPLE_RATE, EngineConfig, radio_options
 from rdio_tasks.asr.language import detect_language, fixed_language
 from rdio_tasks.asr.loader import import_whisperx_asr, load_pipeline
+from rdio_tasks.asr.prepare import Prepared, PreparePool, VadParams, prepare
 from rdio_tasks.asr.result import Decoded, TranscriptionResult, confidence, json_safe
 from rdio_tasks.asr.runtime import Runtime, resolve_runtime
-from rdio_tasks.asr.vad import speech_chunks, whole_call_chunks
 from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.batcher import is_out_of_memory
 from rdio_tasks.errors import AudioDecodeError
@@ -76,6 +77,7 @@ class WhisperXEngine:
         self._aligner = Aligner(self.device)
         self._tokenizers: dict[str, Any] = {}
         self._batches = SharedBatcher(self._run_batch)
+        self._prepare_pool: PreparePool | None = None
 
         started = time.perf_counter()
         asr = import_whisperx_asr()
@@ -118,6 +120,7 @@ class WhisperXEngine:
             self.load_ms,
             self.multilingual,
         )
+        self._pool()  # start the preparation processes with the model, not on call 1
         fixed = self._fixed_language(None)
         if config.align and fixed:
             self._aligner.get(
@@ -280,25 +283,21 @@ class WhisperXEngine:
         priority: int = 3,
     ) -> Decoded:
         """Condition the audio, find speech, decode with no-speech scores, then filter."""
-        audio, info = radio.prepare_audio(samples, options)
-        if options.vad_cut:
-            chunks, speech_seconds = speech_chunks(
-                self._pipeline.vad_model,
-                audio,
-                options.vad_pad_seconds,
-                onset=self.config.vad_onset if options.vad_onset is None else options.vad_onset,
-                offset=self.config.vad_offset if options.vad_offset is None else options.vad_offset,
-                lock=self._vad_lock,
-            )
-        else:
-            chunks, speech_seconds = whole_call_chunks(audio)
-        info["speech_seconds"] = round(speech_seconds, 3)
+        prepared = self._prepare(samples, options)
+        audio, info, chunks, speech_seconds = (
+            prepared.audio,
+            prepared.info,
+            prepared.chunks,
+            prepared.speech_seconds,
+        )
         lang, lang_prob, lang_note = self._radio_language(audio, chunks, language, speech_seconds, options)
-        raw_segments = self._decode_chunks(audio, chunks, lang, prompt, options, priority) if chunks else []
+        raw_segments = (
+            self._decode_chunks(chunks, prepared.features, lang, prompt, options, priority) if chunks else []
+        )
         cleaned = radio.clean(raw_segments, options, prompt=prompt, glossary=glossary)
         if glossary and options.glossary_prompt and cleaned.segments:
             raw_segments, cleaned = self._glossary_pass(
-                audio, chunks, raw_segments, cleaned, lang, prompt, options, glossary
+                prepared, raw_segments, cleaned, lang, prompt, options, glossary
             )
         return Decoded(
             segments=cleaned.segments,
@@ -311,10 +310,50 @@ class WhisperXEngine:
             language_note=lang_note,
         )
 
+    def _prepare(self, samples: np.ndarray, options: RadioOptions) -> Prepared:
+        """Conditioning, VAD windows and features: in a pool process when one is configured."""
+        vad_params = VadParams(
+            onset=self.config.vad_onset if options.vad_onset is None else options.vad_onset,
+            offset=self.config.vad_offset if options.vad_offset is None else options.vad_offset,
+        )
+        n_mels = int(self._pipeline.model.feat_kwargs.get("feature_size") or 80)
+        pool = self._pool()
+        if pool is not None:
+            prepared = pool.prepare(samples, options, vad_params, n_mels)
+            if prepared is not None:
+                return prepared
+        return prepare(samples, options, self._pipeline.vad_model, vad_params, n_mels, self._vad_lock)
+
+    def _pool(self) -> PreparePool | None:
+        """The preparation pool for the configured process count (None: prepare in the thread)."""
+        processes = self.prepare_processes
+        pool = self._prepare_pool
+        if processes == 0:
+            return None
+        if pool is None or pool.processes != processes:
+            with self._lock:
+                pool = self._prepare_pool
+                if pool is None or pool.processes != processes:
+                    if pool is not None:
+                        pool.close()
+                    pool = self._prepare_pool = PreparePool(processes)
+                    pool.warm()
+        return pool
+
+    @property
+    def prepare_processes(self) -> int:
+        """Processes that prepare calls: the setting, or with ``auto`` one per core beyond two on
+        CUDA (at most 8) and none on the CPU, where the model itself keeps every core busy."""
+        setting = self.config.prepare_processes
+        if setting != "auto":
+            return int(setting)
+        if self.device != "cuda":
+            return 0
+        return max(0, min(8, (os.cpu_count() or 1) - 2))
+
     def _glossary_pass(
         self,
-        audio: np.ndarray,
-        chunks: list[dict[str, float]],
+        prepared: Prepared,
         raw_segments: list[dict[str, Any]],
         cleaned: radio.CleanResult,
         language: str,
@@ -331,7 +370,13 @@ class WhisperXEngine:
         gone = {r["segment"] for r in cleaned.removed if r["reason"] != radio.REPETITION}
         kept = [i for i in range(len(raw_segments)) if i not in gone]
         gloss_prompt = radio.glossary_prompt(glossary, prompt)
-        redo = self._decode_chunks(audio, [chunks[i] for i in kept], language, gloss_prompt, options)
+        redo = self._decode_chunks(
+            [prepared.chunks[i] for i in kept],
+            [prepared.features[i] for i in kept],
+            language,
+            gloss_prompt,
+            options,
+        )
         merged = list(raw_segments)
         for i, seg in zip(kept, redo, strict=True):
             merged[i] = {**seg, "glossary_prompt": True, "text_without_glossary": raw_segments[i]["text"]}
@@ -376,8 +421,8 @@ class WhisperXEngine:
 
     def _decode_chunks(
         self,
-        audio: np.ndarray,
         chunks: list[dict[str, float]],
+        features: list[Any],
         language: str,
         prompt: str | None,
         options: RadioOptions,
@@ -391,7 +436,6 @@ class WhisperXEngine:
         model = self._pipeline.model
         tokenizer = self._tokenizer(language)
         prompt_ids = decode.prompt_ids(model, tokenizer, prompt)
-        features = decode.chunk_features(model, audio, chunks)
         batcher = self._batches.get(self.config)
         if batcher is not None:
             key = (
@@ -472,6 +516,9 @@ class WhisperXEngine:
     def close(self) -> None:
         """Drop the model and align models and return their memory (GPU included)."""
         self._batches.close()
+        pool, self._prepare_pool = self._prepare_pool, None
+        if pool is not None:
+            pool.close()
         with self._lock:
             self._pipeline = None
             self._aligner.clear()
