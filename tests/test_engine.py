@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -381,19 +382,29 @@ def test_temperature_fallback_runs(engine: WhisperXEngine, monkeypatch: pytest.M
 
 
 def test_short_call_language_fallback(engine: WhisperXEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Multilingual path (simulated: no multilingual weights offline): short calls use the default."""
-    calls: list[float] = []
+    """Multilingual path (simulated: no multilingual weights offline): short calls use the default,
+    and detection runs on the first speech window, whose encoder output the decoding pass reuses."""
+    calls: list[tuple[int, ...]] = []
+    encoded: list[int] = []
+    model = engine._pipeline.model
+    real_encode = model.encode
 
-    def fake_detect(audio: np.ndarray) -> tuple[str, float]:
-        calls.append(audio.shape[0] / 16000)
+    def fake_detect(encoder_output: Any) -> tuple[str, float]:
+        calls.append(tuple(encoder_output.shape))
         return "es", 0.97
 
+    def counting_encode(features: Any) -> Any:
+        encoded.append(1 if len(features.shape) == 2 else features.shape[0])
+        return real_encode(features)
+
     monkeypatch.setattr(engine, "multilingual", True)
-    monkeypatch.setattr(engine, "_detect_language", fake_detect)
+    monkeypatch.setattr(engine, "_detect_encoded", fake_detect)
+    monkeypatch.setattr(model, "encode", counting_encode)
     long_call = engine.transcribe(SPEECH / "jfk.flac", radio=RadioOptions(language_min_seconds=2.0))
     assert long_call.language == "es" and long_call.language_probability == 0.97
     assert long_call.language_note is None
-    assert calls and calls[0] < 10.8  # detection ran on the VAD speech, not on the padded call
+    assert len(calls) == 1 and calls[0][:2] == (1, 1500)  # one encoded 30 s window
+    assert len(long_call.raw_segments) == 1 and sum(encoded) == 1  # encoded once, not twice
     short = RadioOptions(language_min_seconds=30.0, fallback_language="en")
     fallback = engine.transcribe(SPEECH / "ldc93s1_16k.wav", radio=short)
     assert fallback.language == "en" and fallback.language_probability is None

@@ -15,7 +15,7 @@ from rdio_tasks.errors import PermanentError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["detect_language", "fixed_language"]
+__all__ = ["detect_encoded", "detect_language", "fixed_language"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,10 @@ def detect_language(model: Any, audio: np.ndarray) -> tuple[str, float]:
     segment = log_mel_spectrogram(
         audio[:N_SAMPLES], n_mels=n_mels, padding=max(0, N_SAMPLES - audio.shape[0])
     )
-    encoder_output = model.encode(segment)
+    return detect_encoded(model, model.encode(segment))
+
+
+def detect_encoded(model: Any, encoder_output: Any) -> tuple[str, float]:
+    """The most probable language of one encoded window, and its probability."""
     token, probability = model.model.detect_language(encoder_output)[0][0]
     return token[2:-2], float(probability)
