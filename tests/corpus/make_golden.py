@@ -64,8 +64,11 @@ def summary(result: Any) -> dict[str, Any]:
     return out
 
 
-def snapshot() -> dict[str, Any]:
-    """Transcribe every clip in both modes with one engine built like the worker's default."""
+def snapshot(results: dict[tuple[str, str], Any] | None = None) -> dict[str, Any]:
+    """Transcribe every clip in both modes with one engine built like the worker's default.
+
+    ``results``, when given, receives each whole ``TranscriptionResult`` by (clip, mode), so the
+    quality tests judge the same transcriptions the equality test compares."""
     sys.path.insert(0, str(REPO))
     from rdio_tasks.asr import EngineConfig, WhisperXEngine
 
@@ -79,9 +82,12 @@ def snapshot() -> dict[str, Any]:
             "clips": {},
         }
         for name in clips():
-            out["clips"][name] = {
-                mode: summary(engine.transcribe(CORPUS / name, radio=options[mode])) for mode in MODES
-            }
+            out["clips"][name] = {}
+            for mode in MODES:
+                result = engine.transcribe(CORPUS / name, radio=options[mode])
+                out["clips"][name][mode] = summary(result)
+                if results is not None:
+                    results[(name, mode)] = result
         return out
     finally:
         engine.close()
