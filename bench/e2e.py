@@ -71,13 +71,16 @@ def upload(
     client: httpx.Client, url: str, key: str, system: int, n: int, audio: bytes, talkgroup: int | None = None
 ) -> int:
     tg = talkgroup if talkgroup is not None else 100 + n % 7
-    body = multipart(key, system, tg, int(time.time()) + n * 10, n + 1, audio)
+    # In the past: the server takes a start time in the future for a wrong clock (the upload time)
+    body = multipart(key, system, tg, int(time.time()) - n * 10, n + 1, audio)
     r = client.post(
         f"{url}/api/call-upload",
         content=body,
         headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
     )
     r.raise_for_status()
+    if "x-call-id" not in r.headers:
+        raise RuntimeError(f"upload {n} not stored: {r.status_code} {r.text[:200]!r}")
     return int(r.headers["x-call-id"])
 
 

@@ -222,7 +222,7 @@ def cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
         print("no broker_url: the jobs stay pending until the API's sweeper publishes them", file=sys.stderr)
     print(f"backfill run {run.id}{' (resumed)' if resumed else ''}", file=sys.stderr)
     try:
-        created = backfill.queue_run(factory, run.id, publish)
+        created = backfill.queue_run(factory, run.id, publish, slots=settings.transcription.backfill_limit())
         print(f"{created} new jobs queued at priority {run.priority}", file=sys.stderr)
         final = None if args.no_wait else _follow(factory, run.id)
     except KeyboardInterrupt:

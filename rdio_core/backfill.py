@@ -7,6 +7,13 @@ rows and the run's links commit together, then the jobs are published: the outbo
 sweeper covering a lost publish), with a short pause between batches so the API's group-commit
 writer is never starved: on SQLite a batch holds the one write lock for ~20 ms.
 
+A run's jobs are created ``deferred`` and held: :func:`release` makes at most
+``transcription.backfill_slots`` of them pending at a time, when a run queues, when a job ends (the
+worker) and on each sweep. With all 500 jobs of a run in the broker, a worker's threads all held
+backfill calls, so a live call waited for one to finish: p95 11.5 s upload-to-transcript on 2 cores
+with tiny.en (bench/e2e.py --mode backfill). Held jobs are not the deep-backlog deferral of live
+chatter (:func:`rdio_core.jobs.release_deferred` leaves them alone) and do not count as backlog.
+
 A call is left out when this run already holds a job for it, when any job of it is still pending,
 queued or processing (no double work), when its audio was removed by retention, and with
 ``only_missing`` when it has a completed transcript.
@@ -26,12 +33,14 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     Select,
     String,
+    exists,
     func,
     select,
     update,
@@ -41,6 +50,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from rdio_core import jobs
 from rdio_core.calls import CallFilter
 from rdio_core.models import Base, BigId, Call, JobStatus, TranscriptionJob, utcnow
+from rdio_core.outbox.lease import changed
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,9 @@ BATCH = 500
 #: Pause between batches: lets queued uploads take the write lock (SQLite has one writer).
 PAUSE_SECONDS = 0.05
 ACTIVE = (JobStatus.PENDING, JobStatus.DEFERRED, JobStatus.QUEUED, JobStatus.PROCESSING)
+IN_FLIGHT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
+#: What a held job's card says until it is released.
+HELD_REASON = "backfill: waits for one of transcription.backfill_slots ({slots})"
 
 Publish = Callable[[list[tuple[int, int]]], None]
 
@@ -160,11 +173,13 @@ def queue_run(
     publish: Publish | None = None,
     stop: threading.Event | None = None,
     batch: int = BATCH,
+    slots: int | None = None,
 ) -> int:
     """Create the run's missing jobs, ``batch`` calls per transaction; return how many were created.
 
-    ``publish`` gets each batch's (job id, priority) after its commit; without one (or if it fails)
-    the jobs stay ``pending`` and the sweeper publishes them."""
+    The jobs are held (``deferred``); after each batch the first ones are released while fewer than
+    ``slots`` backfill jobs are in flight (None: all of them), and ``publish`` gets those (job id,
+    priority). Without ``publish`` (or if it fails) released jobs stay ``pending`` for the sweeper."""
     with factory() as session:
         run = session.get(BackfillRun, run_id)
         if run is None:
@@ -173,6 +188,7 @@ def queue_run(
         session.commit()
     created = 0
     last_id = 0
+    reason = HELD_REASON.format(slots=slots if slots is not None else "unlimited")
     while stop is None or not stop.is_set():
         with factory() as session:
             call_ids = list(session.execute(_matching(run, last_id, batch)).scalars())
@@ -181,7 +197,9 @@ def queue_run(
             last_id = call_ids[-1]
             excluded = _excluded(session, run, call_ids)
             new = [
-                TranscriptionJob(**jobs.job_row(call_id, run.priority, model=run.model))
+                TranscriptionJob(
+                    **jobs.job_row(call_id, run.priority, JobStatus.DEFERRED, reason, model=run.model)
+                )
                 for call_id in call_ids
                 if call_id not in excluded
             ]
@@ -198,8 +216,8 @@ def queue_run(
                 )
             )
             session.commit()
-            to_publish = [(j.id, j.priority) for j in new]
-        created += len(to_publish)
+        created += len(new)
+        to_publish = release(factory, slots)
         if publish is not None and to_publish:
             try:
                 publish(to_publish)
@@ -214,6 +232,48 @@ def queue_run(
         session.commit()
     log.info("backfill run %s: %d new jobs queued", run_id, created)
     return created
+
+
+def is_backfill_job() -> ColumnElement[bool]:
+    """A where-clause on ``TranscriptionJob``: the job was created by a backfill run."""
+    return exists().where(BackfillJob.job_id == TranscriptionJob.id)
+
+
+def release(factory: sessionmaker[Session], slots: int | None, limit: int = BATCH) -> list[tuple[int, int]]:
+    """Make held backfill jobs pending while fewer than ``slots`` are in flight (None: up to
+    ``limit``), most urgent then oldest first; returns (job id, priority) of each to publish.
+
+    Each row moves by compare-and-set, so two releasers never release one job twice; two that count
+    at the same moment may each fill the last slot (one job over, for one round)."""
+    with factory() as session:
+        room = limit
+        if slots is not None:
+            busy = session.execute(
+                select(func.count())
+                .select_from(TranscriptionJob)
+                .where(TranscriptionJob.status.in_(IN_FLIGHT), is_backfill_job())
+            ).scalar_one()
+            room = min(limit, slots - busy)
+        if room <= 0:
+            return []
+        picked = session.execute(
+            select(TranscriptionJob.id, TranscriptionJob.priority)
+            .where(TranscriptionJob.status == JobStatus.DEFERRED, is_backfill_job())
+            .order_by(TranscriptionJob.priority, TranscriptionJob.id)
+            .limit(room)
+        ).all()
+        released: list[tuple[int, int]] = []
+        now = utcnow()
+        for job_id, priority in picked:
+            if changed(
+                session,
+                update(TranscriptionJob)
+                .where(TranscriptionJob.id == job_id, TranscriptionJob.status == JobStatus.DEFERRED)
+                .values(status=JobStatus.PENDING, error=None, updated_at=now),
+            ):
+                released.append((job_id, priority))
+        session.commit()
+    return released
 
 
 def _matching(run: BackfillRun, after_id: int, limit: int) -> Select[int]:

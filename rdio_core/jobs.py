@@ -291,19 +291,24 @@ def deferral_reason(waiting: int, depth: int) -> str:
 
 
 def release_deferred(
-    factory: sessionmaker[Session], depth: int | None, limit: int = 200
+    factory: sessionmaker[Session],
+    depth: int | None,
+    limit: int = 200,
+    unless: ColumnElement[bool] | None = None,
 ) -> list[tuple[int, int]]:
     """Make deferred jobs pending again while the backlog is under ``depth`` (all of them when
     deferral is off), most urgent then oldest first; returns (job id, priority) of each to publish.
+    Jobs matching ``unless`` stay (held backfill jobs, released by their own rule).
 
     Each row moves by compare-and-set, so two sweepers never release the same job twice."""
     with factory() as session:
         room = limit if depth is None else min(limit, depth - backlog(session))
         if room <= 0:
             return []
+        deferred = TranscriptionJob.status == JobStatus.DEFERRED
         picked = session.execute(
             select(TranscriptionJob.id, TranscriptionJob.priority)
-            .where(TranscriptionJob.status == JobStatus.DEFERRED)
+            .where(deferred if unless is None else and_(deferred, ~unless))
             .order_by(TranscriptionJob.priority, TranscriptionJob.id)
             .limit(room)
         ).all()

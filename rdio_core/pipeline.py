@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import jobs
+from rdio_core import backfill, jobs
 from rdio_core.alerts import fire_alerts
 from rdio_core.alerts import outbox as alert_outbox
 from rdio_core.calls import StoredCall
@@ -135,6 +135,17 @@ class Pipeline:
     def deliveries_fired(self, delivery_ids: list[int]) -> None:
         self.deliveries.publish_later(messages(delivery_ids))
 
+    def job_ended(self) -> None:
+        """A job ended (a worker): fill the backfill slot it may have held now, not at the next sweep,
+        which would leave the slot idle for up to ``sweep_interval_seconds``. Best effort: the sweep
+        releases what this could not (a database blip must not fail the job that just ended)."""
+        try:
+            released = backfill.release(self.factory, self.settings().transcription.backfill_limit())
+        except Exception:
+            log.warning("releasing held backfill jobs failed; the sweeper will", exc_info=True)
+            return
+        self.jobs_committed(released)
+
     def store_transcript(self, job_id: int, worker: str, values: dict[str, Any]) -> bool:
         """Store a job's result (:func:`rdio_core.jobs.complete`) with, in the same transaction,
         the deliveries of the alert rules its text matches (an outbox: published after the commit,
@@ -148,6 +159,7 @@ class Pipeline:
         stored = jobs.complete(self.factory, job_id, worker, values, fire)
         if stored and fired:
             self.deliveries_fired(fired)
+        self.job_ended()
         return stored
 
     # -- what each sweep finds due -------------------------------------------------------------------
@@ -173,10 +185,14 @@ class Pipeline:
                 if job.status != JobStatus.PROCESSING:
                     job.updated_at = now
             session.commit()
-        # Deferred jobs (chatter held back while the backlog was deep) as the queue drains.
-        released = jobs.release_deferred(self.factory, tx.defer_backlog_depth)
+        # Deferred jobs (chatter held back while the backlog was deep) as the queue drains, and held
+        # backfill jobs into free backfill slots.
+        released = jobs.release_deferred(
+            self.factory, tx.defer_backlog_depth, unless=backfill.is_backfill_job()
+        )
         if released:
             log.info("sweeper: released %d deferred jobs", len(released))
+        released += backfill.release(self.factory, tx.backfill_limit())
         due = [job_message(job_id, priority) for job_id, priority in released]
         for job_id, priority, status, attempts in picked:
             if status == JobStatus.PROCESSING and attempts >= tx.max_attempts:  # the claim ends it

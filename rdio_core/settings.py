@@ -321,6 +321,11 @@ class TranscriptionSettings(_Strict):
     default_priority: int = Field(default=3, ge=1, le=5)
     # Jobs queued by `rdio-api transcribe` / POST /api/transcription/backfill: served after live calls.
     backfill_priority: int = Field(default=5, ge=1, le=5)
+    # Backfill jobs queued or running at once, across all workers. The rest wait as `deferred` and
+    # are released as these end, so a live call finds a free worker thread at once instead of
+    # waiting for a round of backfill calls to finish (rdio_core/backfill.py). null: concurrency - 2
+    # (at least 1); with several workers, set it to their threads together minus 2.
+    backfill_slots: int | None = Field(default=None, ge=1)
     # Deferral: while more than `defer_backlog_depth` jobs wait (pending + queued), a new call whose
     # priority is `defer_priority` or less urgent gets a `deferred` job: not dropped, not sent to the
     # broker; the sweeper releases deferred jobs (most urgent, then oldest first) as the backlog falls
@@ -365,6 +370,10 @@ class TranscriptionSettings(_Strict):
         if self.talkgroups_include and talkgroup not in self.talkgroups_include:
             return False
         return talkgroup not in self.talkgroups_exclude
+
+    def backfill_limit(self) -> int:
+        """Backfill jobs allowed in flight (``backfill_slots``, else ``concurrency`` - 2, at least 1)."""
+        return self.backfill_slots or max(1, self.concurrency - 2)
 
     def resolve(self, system: int, talkgroup: int) -> ResolvedTranscription:
         """Talkgroup settings win over system settings, which win over the global ones."""

@@ -74,6 +74,7 @@ class EndJob(Exception):
 def finish_job(ctx: WorkerContext, job_id: int, worker: str, end: EndJob) -> Outcome:
     """The one place a claimed job ends without a transcript."""
     jobs.finish(ctx.factory, job_id, worker, end.status, end.reason)
+    ctx.pipeline.job_ended()
     key = "error" if end.status == JobStatus.FAILED else "reason"
     return Outcome(end.status, {key: end.reason})
 

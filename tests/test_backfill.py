@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rdio_core import backfill, db, jobs
 from rdio_core.backfill import BackfillRequest
@@ -76,6 +76,54 @@ def test_only_missing_skips_transcribed_and_busy_calls_and_a_rerun_adds_nothing(
     assert backfill.queue_run(factory, everything.id) == 1  # `done`: the others have jobs pending now
     assert [c for c, _ in _run_jobs(factory, everything.id)] == [done]
     assert busy not in [c for c, _ in _run_jobs(factory, everything.id)]
+
+
+def _statuses(factory, run_id: int) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        rows = session.execute(
+            select(TranscriptionJob.status, TranscriptionJob.error)
+            .join(backfill.BackfillJob, backfill.BackfillJob.job_id == TranscriptionJob.id)
+            .where(backfill.BackfillJob.run_id == run_id)
+            .order_by(TranscriptionJob.id)
+        )
+        return [(str(status), error) for status, error in rows.all()]
+
+
+def test_a_run_keeps_at_most_its_slots_in_flight(db_engine):
+    """Jobs beyond ``backfill_slots`` are held (deferred, with a reason), are neither backlog nor
+    released by the deep-backlog rule, and go one by one as slots free, oldest first."""
+    db.upgrade(db_engine)
+    factory = db.make_session_factory(db_engine)
+    with factory() as session:  # other tests' backfill jobs in this database take slots too
+        busy = session.execute(
+            select(func.count())
+            .select_from(TranscriptionJob)
+            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
+        ).scalar_one()
+        backlog_before = jobs.backlog(session)
+    slots = busy + 2
+    system = fresh_system()
+    _calls(factory, system, [None] * 5)
+    published: list[tuple[int, int]] = []
+    run, _ = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")
+    assert backfill.queue_run(factory, run.id, published.extend, batch=2, slots=slots) == 5
+    held = ("deferred", backfill.HELD_REASON.format(slots=slots))
+    assert _statuses(factory, run.id) == [("pending", None)] * 2 + [held] * 3
+    assert len(published) == 2 and all(p == 5 for _, p in published)
+
+    assert jobs.release_deferred(factory, None, unless=backfill.is_backfill_job()) == []
+    with factory() as session:
+        assert jobs.backlog(session) == backlog_before + 2  # the held three are not backlog
+    assert backfill.release(factory, slots) == []  # every slot taken
+
+    first = published[0][0]
+    with factory() as session:
+        session.get(TranscriptionJob, first).status = JobStatus.COMPLETED
+        session.commit()
+    freed = backfill.release(factory, slots)
+    assert len(freed) == 1 and freed[0][0] > max(j for j, _ in published)  # the oldest held job
+    assert _statuses(factory, run.id) == [("completed", None)] + [("pending", None)] * 2 + [held] * 2
+    assert len(backfill.release(factory, None)) == 2  # no limit: the rest
 
 
 @pytest.fixture

@@ -98,7 +98,12 @@ def _start(body: BackfillIn, key: ApiKey | None, state: AppState) -> BackfillOut
 def _queue(state: AppState, run_id: int) -> None:
     pipeline = state.pipeline
     try:
-        backfill.queue_run(state.factory, run_id, pipeline.jobs_committed if pipeline is not None else None)
+        backfill.queue_run(
+            state.factory,
+            run_id,
+            pipeline.jobs_committed if pipeline is not None else None,
+            slots=state.settings.transcription.backfill_limit(),
+        )
     except Exception:  # the run is resumable: posting the same request again carries on
         log.exception("backfill run %s: queuing stopped", run_id)
     finally:
