@@ -83,13 +83,14 @@ def test_engine_config_is_derived_from_the_settings():
         vad_onset=0.4,
         vad_offset=0.3,
         max_batch_wait_ms=5,
+        prepare_processes=3,
         radio={"min_avg_logprob": -1.2},
     )
     config = EngineConfig.from_settings(tx)
     shared = [
         f.name for f in dataclasses.fields(EngineConfig) if f.name in TranscriptionSettings.model_fields
     ]
-    assert len(shared) == 11 and all(getattr(config, name) == getattr(tx, name) for name in shared)
+    assert len(shared) == 12 and all(getattr(config, name) == getattr(tx, name) for name in shared)
     assert (config.model, config.device, config.compute_type, str(config.models_dir)) == (
         "base.en",
         "cpu",

@@ -326,6 +326,11 @@ class WhisperXEngine:
         processes = self.prepare_processes
         pool = self._prepare_pool
         if processes == 0:
+            if pool is not None:  # switched off by a reload: its processes go
+                with self._lock:
+                    pool, self._prepare_pool = self._prepare_pool, None
+                if pool is not None:
+                    pool.close()
             return None
         if pool is None or pool.processes != processes:
             with self._lock:
@@ -399,9 +404,8 @@ class WhisperXEngine:
             return fixed, None, None, None
         detected = probability = encoded = None
         if prepared.chunks and prepared.speech_seconds >= options.language_min_seconds:
-            encoded = decode.encode_windows(
-                self._pipeline.model, [decode.Window(prepared.features[0])], self._encode
-            )
+            # CTranslate2's encoder, as before: its output is what detect_language was built on.
+            encoded = decode.encode_windows(self._pipeline.model, [decode.Window(prepared.features[0])])
             detected, probability = self._detect_encoded(encoded)
         lang, note = radio.choose_language(detected, probability, prepared.speech_seconds, options)
         lang = self._fixed_language(lang) or "en"  # validates the fallback code
