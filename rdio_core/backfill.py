@@ -50,7 +50,6 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from rdio_core import jobs
 from rdio_core.calls import CallFilter
 from rdio_core.models import Base, BigId, Call, JobStatus, TranscriptionJob, utcnow
-from rdio_core.outbox.lease import changed
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +242,8 @@ def release(factory: sessionmaker[Session], slots: int | None, limit: int = BATC
     """Make held backfill jobs pending while fewer than ``slots`` are in flight (None: up to
     ``limit``), most urgent then oldest first; returns (job id, priority) of each to publish.
 
-    Each row moves by compare-and-set, so two releasers never release one job twice; two that count
-    at the same moment may each fill the last slot (one job over, for one round)."""
+    Two releasers that count at the same moment may each fill the last slot (one job over, for one
+    round); neither releases a job the other did (:func:`rdio_core.jobs.release_where`)."""
     with factory() as session:
         room = limit
         if slots is not None:
@@ -256,22 +255,7 @@ def release(factory: sessionmaker[Session], slots: int | None, limit: int = BATC
             room = min(limit, slots - busy)
         if room <= 0:
             return []
-        picked = session.execute(
-            select(TranscriptionJob.id, TranscriptionJob.priority)
-            .where(TranscriptionJob.status == JobStatus.DEFERRED, is_backfill_job())
-            .order_by(TranscriptionJob.priority, TranscriptionJob.id)
-            .limit(room)
-        ).all()
-        released: list[tuple[int, int]] = []
-        now = utcnow()
-        for job_id, priority in picked:
-            if changed(
-                session,
-                update(TranscriptionJob)
-                .where(TranscriptionJob.id == job_id, TranscriptionJob.status == JobStatus.DEFERRED)
-                .values(status=JobStatus.PENDING, error=None, updated_at=now),
-            ):
-                released.append((job_id, priority))
+        released = jobs.release_where(session, room, is_backfill_job())
         session.commit()
     return released
 

@@ -305,25 +305,34 @@ def release_deferred(
         room = limit if depth is None else min(limit, depth - backlog(session))
         if room <= 0:
             return []
-        deferred = TranscriptionJob.status == JobStatus.DEFERRED
-        picked = session.execute(
-            select(TranscriptionJob.id, TranscriptionJob.priority)
-            .where(deferred if unless is None else and_(deferred, ~unless))
-            .order_by(TranscriptionJob.priority, TranscriptionJob.id)
-            .limit(room)
-        ).all()
-        released: list[tuple[int, int]] = []
-        now = utcnow()
-        for job_id, priority in picked:
-            moved = changed(
-                session,
-                update(TranscriptionJob)
-                .where(TranscriptionJob.id == job_id, TranscriptionJob.status == JobStatus.DEFERRED)
-                .values(status=JobStatus.PENDING, error=None, updated_at=now),
-            )
-            if moved:
-                released.append((job_id, priority))
+        released = release_where(session, room, ~unless if unless is not None else None)
         session.commit()
+    return released
+
+
+def release_where(
+    session: Session, room: int, where: ColumnElement[bool] | None = None
+) -> list[tuple[int, int]]:
+    """Up to ``room`` deferred jobs (matching ``where``), most urgent then oldest first, made
+    pending by compare-and-set, so two releasers never release one job twice; returns (job id,
+    priority) of each to publish. The caller commits."""
+    deferred = TranscriptionJob.status == JobStatus.DEFERRED
+    picked = session.execute(
+        select(TranscriptionJob.id, TranscriptionJob.priority)
+        .where(deferred if where is None else and_(deferred, where))
+        .order_by(TranscriptionJob.priority, TranscriptionJob.id)
+        .limit(room)
+    ).all()
+    released: list[tuple[int, int]] = []
+    now = utcnow()
+    for job_id, priority in picked:
+        if changed(
+            session,
+            update(TranscriptionJob)
+            .where(TranscriptionJob.id == job_id, TranscriptionJob.status == JobStatus.DEFERRED)
+            .values(status=JobStatus.PENDING, error=None, updated_at=now),
+        ):
+            released.append((job_id, priority))
     return released
 
 

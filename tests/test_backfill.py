@@ -36,15 +36,17 @@ def _calls(factory, system: int, statuses: list[str | None]) -> list[int]:  # ty
     return ids
 
 
-def _run_jobs(factory, run_id: int) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+def _run_jobs(factory, run_id: int, *columns) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """The run's jobs as (call id, priority), or as ``columns`` of them, oldest first."""
+    columns = columns or (TranscriptionJob.call_id, TranscriptionJob.priority)
     with factory() as session:
         rows = session.execute(
-            select(TranscriptionJob.call_id, TranscriptionJob.priority)
+            select(*columns)
             .join(backfill.BackfillJob, backfill.BackfillJob.job_id == TranscriptionJob.id)
             .where(backfill.BackfillJob.run_id == run_id)
-            .order_by(TranscriptionJob.call_id)
+            .order_by(TranscriptionJob.id)
         )
-        return [(c, p) for c, p in rows.all()]
+        return [tuple(row) for row in rows.all()]
 
 
 def test_only_missing_skips_transcribed_and_busy_calls_and_a_rerun_adds_nothing(db_engine):
@@ -78,15 +80,8 @@ def test_only_missing_skips_transcribed_and_busy_calls_and_a_rerun_adds_nothing(
     assert busy not in [c for c, _ in _run_jobs(factory, everything.id)]
 
 
-def _statuses(factory, run_id: int) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
-    with factory() as session:
-        rows = session.execute(
-            select(TranscriptionJob.status, TranscriptionJob.error)
-            .join(backfill.BackfillJob, backfill.BackfillJob.job_id == TranscriptionJob.id)
-            .where(backfill.BackfillJob.run_id == run_id)
-            .order_by(TranscriptionJob.id)
-        )
-        return [(str(status), error) for status, error in rows.all()]
+def _statuses(factory, run_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+    return _run_jobs(factory, run_id, TranscriptionJob.status, TranscriptionJob.error)
 
 
 def test_a_run_keeps_at_most_its_slots_in_flight(db_engine):
