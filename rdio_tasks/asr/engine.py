@@ -351,7 +351,8 @@ class WhisperXEngine:
             return int(setting)
         if self.device != "cuda":
             return 0
-        return max(0, min(8, (os.cpu_count() or 1) - 2))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(0, min(8, cores - 2))
 
     def _glossary_pass(
         self,
