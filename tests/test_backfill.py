@@ -10,12 +10,13 @@ import time
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from rdio_core import backfill, db, jobs
 from rdio_core.backfill import BackfillRequest
 from rdio_core.models import JobStatus, System, TranscriptionJob
-from tests.helpers import bare_call, clip
+from tests.helpers import bare_call, clip, wait_for
 from tests.stack import ADMIN, READER, Stack
 from tests.test_pipeline import upload
 from tests.test_upload import fresh_system
@@ -119,6 +120,48 @@ def test_a_run_keeps_at_most_its_slots_in_flight(db_engine):
     assert len(freed) == 1 and freed[0][0] > max(j for j, _ in published)  # the oldest held job
     assert _statuses(factory, run.id) == [("completed", None)] + [("pending", None)] * 2 + [held] * 2
     assert len(backfill.release(factory, None)) == 2  # no limit: the rest
+
+
+def test_a_job_that_ends_publishes_the_next_held_one(db_engine, tmp_path):
+    """The worker's side (Pipeline.job_ended, after a transcript is stored or a job ends): the next
+    held job is released and published to a real redis-server at once, not at the next sweep."""
+    from rdio_core.embedded_redis import EmbeddedRedis
+    from rdio_core.pipeline import Pipeline
+    from rdio_core.settings import Settings
+    from rdio_tasks.broker import connect
+
+    db.upgrade(db_engine)
+    factory = db.make_session_factory(db_engine)
+    with factory() as session:
+        busy = session.execute(
+            select(func.count())
+            .select_from(TranscriptionJob)
+            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
+        ).scalar_one()
+    system = fresh_system()
+    _calls(factory, system, [None] * 2)
+    run, _ = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")
+    backfill.queue_run(factory, run.id, slots=busy + 1)
+    first, _ = [job_id for (job_id,) in _run_jobs(factory, run.id, TranscriptionJob.id)]
+    assert [s for s, _ in _statuses(factory, run.id)] == ["pending", "deferred"]
+
+    server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
+    try:
+        settings = Settings(
+            data_dir=tmp_path, broker_url=server.url, transcription={"backfill_slots": busy + 1}
+        )
+        pipeline = Pipeline(connect(server.url), factory, lambda: settings)
+        pipeline.job_ended()  # no slot free: nothing moves
+        with factory() as session:
+            session.get(TranscriptionJob, first).status = JobStatus.COMPLETED
+            session.commit()
+        pipeline.job_ended()
+        assert wait_for(lambda: _statuses(factory, run.id)[1][0] == "queued"), _statuses(factory, run.id)
+        client = redis.Redis.from_url(server.url)  # kombu keeps one list per priority step
+        assert sum(client.llen(key) for key in client.keys("gpu*")) == 1  # the released job's
+        pipeline.stop()
+    finally:
+        server.stop()
 
 
 @pytest.fixture
