@@ -238,8 +238,9 @@ def main() -> int:
     parser.add_argument("--encoder", default="auto", choices=["auto", "ctranslate2", "torch"])
     parser.add_argument(
         "--prepare-processes",
-        default="auto",
-        help="processes that prepare calls (transcription.prepare_processes): auto or a number",
+        type=int,
+        default=0,
+        help="processes that prepare calls (transcription.prepare_processes); 0: in the threads",
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, help="tokens per window (radio.max_new_tokens)"
@@ -263,9 +264,7 @@ def main() -> int:
         language=args.language,
         align=not args.no_align,
         encoder=args.encoder,
-        prepare_processes=args.prepare_processes
-        if args.prepare_processes == "auto"
-        else int(args.prepare_processes),
+        prepare_processes=args.prepare_processes,
     )
     engine = get_engine(base)
     for audio in calls[:2]:  # warm-up: first calls pay one-off initialisation
@@ -282,7 +281,7 @@ def main() -> int:
         f"model {args.model} on {engine.device}/{engine.compute_type} ({engine.encoder} encoder), {len(calls)} calls, "
         f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {args.batch_size}, "
         f"concurrency {args.concurrency}, {'plain' if args.plain else 'radio'} pipeline, "
-        f"{engine.prepare_processes} preparation processes"
+        f"{engine.config.prepare_processes} preparation processes"
     )
     header = (
         f"{'mode':<9} {'calls/s':>8} {'audio s/s':>10} {'CPU ms/call':>12} {'p50 ms':>8} {'p95 ms':>8} "
@@ -312,7 +311,7 @@ def main() -> int:
         "calls": len(calls),
         "batch_size": args.batch_size,
         "concurrency": args.concurrency,
-        "prepare_processes": engine.prepare_processes,
+        "prepare_processes": engine.config.prepare_processes,
         "per_call": {k: v for k, v in per_call.items() if k != "texts"},
         "batched": {k: v for k, v in batched.items() if k != "texts"},
         "ratio": round(ratio, 3),

@@ -14,7 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -311,9 +311,10 @@ class TranscriptionSettings(_Strict):
     concurrency: int = Field(default=8, ge=1)
     max_batch_wait_ms: float = Field(default=30.0, ge=0)
     # Processes that condition, VAD and featurise each radio call before the model pass, each with
-    # its own GIL (rdio_tasks/asr/prepare.py). auto: on CUDA one per core beyond two (at most 8), on
-    # the CPU none (0: in the call's thread), where the model already keeps every core busy.
-    prepare_processes: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    # its own interpreter lock and VAD (rdio_tasks/asr/prepare.py); 0: in the call's thread. For a
+    # GPU box whose batches do not fill; off by default until bench/gpu/run.sh prepare has measured
+    # it. On a CPU-only box the model already keeps every core busy.
+    prepare_processes: int = Field(default=0, ge=0)
     talkgroups_include: list[int] = Field(default_factory=list)
     talkgroups_exclude: list[int] = Field(default_factory=list)
     min_audio_seconds: float = Field(default=0.5, ge=0)

@@ -58,9 +58,9 @@ class EngineConfig:
     # ``batch_size``; the inference thread waits at most ``max_batch_wait_ms`` for a batch to fill.
     cross_call_batching: bool = True
     max_batch_wait_ms: float = 30.0
-    # Processes that condition, VAD and featurise radio calls (asr/prepare.py): a number, or auto
-    # (on CUDA one per core beyond two, at most 8; none on the CPU). 0 prepares in the call's thread.
-    prepare_processes: int | str = "auto"
+    # Processes that condition, VAD and featurise radio calls (asr/prepare.py); 0: in the call's
+    # thread. Off by default until measured on a GPU (bench/gpu/run.sh prepare).
+    prepare_processes: int = 0
 
     def __post_init__(self) -> None:
         """Reject bad settings at worker start-up rather than on the first call."""
@@ -79,10 +79,8 @@ class EngineConfig:
             raise ValueError("cpu_threads must be >= 0")
         if self.max_batch_wait_ms < 0:
             raise ValueError("max_batch_wait_ms must be >= 0")
-        if self.prepare_processes != "auto" and not (
-            isinstance(self.prepare_processes, int) and self.prepare_processes >= 0
-        ):
-            raise ValueError(f"prepare_processes must be 'auto' or >= 0, got {self.prepare_processes!r}")
+        if not isinstance(self.prepare_processes, int) or self.prepare_processes < 0:
+            raise ValueError(f"prepare_processes must be an integer >= 0, got {self.prepare_processes!r}")
 
     @classmethod
     def from_settings(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import os
 import threading
 import time
 from collections.abc import Hashable, Sequence
@@ -323,7 +322,7 @@ class WhisperXEngine:
 
     def _pool(self) -> PreparePool | None:
         """The preparation pool for the configured process count (None: prepare in the thread)."""
-        processes = self.prepare_processes
+        processes = self.config.prepare_processes
         pool = self._prepare_pool
         if processes == 0:
             if pool is not None:  # switched off by a reload: its processes go
@@ -338,21 +337,9 @@ class WhisperXEngine:
                 if pool is None or pool.processes != processes:
                     if pool is not None:
                         pool.close()
-                    pool = self._prepare_pool = PreparePool(processes)
+                    pool = self._prepare_pool = PreparePool(processes, self.device)
                     pool.warm()
         return pool
-
-    @property
-    def prepare_processes(self) -> int:
-        """Processes that prepare calls: the setting, or with ``auto`` one per core beyond two on
-        CUDA (at most 8) and none on the CPU, where the model itself keeps every core busy."""
-        setting = self.config.prepare_processes
-        if setting != "auto":
-            return int(setting)
-        if self.device != "cuda":
-            return 0
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(0, min(8, cores - 2))
 
     def _glossary_pass(
         self,

@@ -1,12 +1,13 @@
 """A call's preparation for the radio pipeline: conditioning, VAD windows and log-mel features.
 
 Everything the model pass needs from one call's samples, computed either in the caller's thread
-or in a pool of processes (``transcription.prepare_processes``). Why a pool: on the H100 the
-inference thread waited on the Celery threads, not the other way round. Each call's
-conditioning, VAD and features took 31-58 ms of a core, mostly Python holding the GIL, so 64
-threads fed about 20 calls/s into the batcher (batches of 12.5 of 32, bench/gpu). Processes
-each hold their own GIL and their own CPU copy of the pyannote VAD (1.5 M parameters), so
-preparation scales with the box's cores while the model process only decodes.
+or in a pool of processes (``transcription.prepare_processes``). Why a pool: on the H100 batches
+filled to 12.5 of 32 and the worker ran 20.8 calls/s (bench/gpu), while each call's conditioning,
+VAD and features took 31-58 ms of a core in the worker's threads. Much of that is Python, which one
+interpreter lock serialises, and 20 calls/s is about one core's worth of it. Processes
+each hold their own lock and their own copy of the pyannote VAD (1.5 M parameters, on the
+engine's device), so preparation can scale with the box's cores while the model process decodes.
+Not yet measured on a GPU, so the setting is off by default (bench/gpu/run.sh prepare).
 
 The pool is started with ``spawn``, never ``fork``: the worker process holds a CUDA context, and
 a CUDA context does not survive a fork. A child that dies (out of memory, killed) breaks the
@@ -107,8 +108,8 @@ _child_vad: Any = None
 _child_lock = threading.Lock()
 
 
-def _start_child() -> None:
-    """Pool initializer: one torch thread (the pool is the parallelism) and a CPU VAD."""
+def _start_child(device: str) -> None:
+    """Pool initializer: one torch thread (the pool is the parallelism) and a VAD on ``device``."""
     global _child_vad
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     import torch
@@ -122,7 +123,7 @@ def _start_child() -> None:
         from whisperx.vads import Pyannote
 
     # The thresholds given here are the pipeline's own; speech_chunks passes each call's.
-    _child_vad = Pyannote(torch.device("cpu"), token=None, vad_onset=0.5, vad_offset=0.363)
+    _child_vad = Pyannote(torch.device(device), token=None, vad_onset=0.5, vad_offset=0.363)
 
 
 def _prepare_in_child(
@@ -136,12 +137,14 @@ def _ready() -> int:
 
 
 class PreparePool:
-    """``processes`` spawned processes that each prepare one call at a time."""
+    """``processes`` spawned processes that each prepare one call at a time, their VAD on
+    ``device`` (the engine's: a CUDA context per process on a GPU box, ~0.5 GB of GPU memory)."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, device: str = "cpu") -> None:
         if processes < 1:
             raise ValueError("processes must be >= 1")
         self.processes = processes
+        self.device = device
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
 
@@ -152,6 +155,7 @@ class PreparePool:
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_child,
+                    initargs=(self.device,),
                 )
                 logger.info("started %d call-preparation processes", self.processes)
             return self._pool
