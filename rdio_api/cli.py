@@ -219,11 +219,15 @@ def cmd_transcribe(args: argparse.Namespace, settings: Settings) -> int:
         def publish(items: list[tuple[int, int]]) -> None:
             jobs_out.publish_all([job_message(job_id, priority) for job_id, priority in items])
     else:
-        print("no broker_url: the jobs stay pending until the API's sweeper publishes them", file=sys.stderr)
+        print(
+            "no broker_url: the API's sweeper (or `rdio-api sweep`) publishes the jobs,"
+            " transcription.backfill_slots at a time",
+            file=sys.stderr,
+        )
     print(f"backfill run {run.id}{' (resumed)' if resumed else ''}", file=sys.stderr)
     try:
         created = backfill.queue_run(factory, run.id, publish, slots=settings.transcription.backfill_limit())
-        print(f"{created} new jobs queued at priority {run.priority}", file=sys.stderr)
+        print(f"{created} new jobs queued at priority {run.priority}", file=sys.stderr)  # held or sent
         final = None if args.no_wait else _follow(factory, run.id)
     except KeyboardInterrupt:
         print(f"interrupted: run the same command to resume backfill run {run.id}", file=sys.stderr)

@@ -58,6 +58,8 @@ BATCH = 500
 PAUSE_SECONDS = 0.05
 ACTIVE = (JobStatus.PENDING, JobStatus.DEFERRED, JobStatus.QUEUED, JobStatus.PROCESSING)
 IN_FLIGHT = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
+#: The advisory lock key releasers take turns on (PostgreSQL): "rdioBF" in ASCII.
+RELEASE_LOCK = 0x72_64_69_6F_42_46
 #: What a held job's card says until it is released.
 HELD_REASON = "backfill: waits for one of transcription.backfill_slots ({slots})"
 
@@ -238,13 +240,24 @@ def is_backfill_job() -> ColumnElement[bool]:
     return exists().where(BackfillJob.job_id == TranscriptionJob.id)
 
 
+def _one_at_a_time(session: Session) -> None:
+    """Hold the release lock until the session commits: a PostgreSQL advisory lock; on SQLite a
+    write (a no-op update), which takes the database's one write lock for the transaction."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(RELEASE_LOCK)))
+    else:
+        session.execute(update(BackfillRun).where(BackfillRun.id == -1).values(updated_at=utcnow()))
+
+
 def release(factory: sessionmaker[Session], slots: int | None, limit: int = BATCH) -> list[tuple[int, int]]:
     """Make held backfill jobs pending while fewer than ``slots`` are in flight (None: up to
     ``limit``), most urgent then oldest first; returns (job id, priority) of each to publish.
 
-    Two releasers that count at the same moment may each fill the last slot (one job over, for one
-    round); neither releases a job the other did (:func:`rdio_core.jobs.release_where`)."""
+    Releasers take turns (:func:`_one_at_a_time`): a round of batched backfill calls ends together,
+    and each call's worker thread releases; counting side by side, six of them had each seen the
+    slots they freed and sent up to 21 jobs for 6 slots."""
     with factory() as session:
+        _one_at_a_time(session)
         room = limit
         if slots is not None:
             busy = session.execute(

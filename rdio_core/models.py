@@ -129,6 +129,7 @@ class TranscriptionJob(Base):
     __tablename__ = "transcription_jobs"
     __table_args__ = (
         Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_status_priority_id", "status", "priority", "id"),  # release order (backfill)
         Index("ix_jobs_call", "call_id"),
     )
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
+from tests.helpers import wait_for
 from tests.test_asr_batching import corpus_calls
 
 pytestmark = [
@@ -96,11 +97,33 @@ def test_engine_with_preparation_processes_transcribes_the_same():
     with ThreadPoolExecutor(4) as threads:
         after_kill = [r.text for r in threads.map(engine.transcribe, calls)]
     assert after_kill == in_thread
+    assert engine.transcribe(calls[1]).text == in_thread[1]  # served by a new process
+    (restarted,) = pool.pids()
+    assert restarted != child
 
     engine.reconfigure(dataclasses.replace(config, prepare_processes=0))
     assert engine.transcribe(calls[0]).text == in_thread[0]
-    assert engine._prepare_pool is None and pool.pids() == []
-    assert not psutil.pid_exists(child)
+    assert engine._prepare_pool is None
+    assert wait_for(lambda: not psutil.pid_exists(restarted))  # switched off: its process ended
+
+
+def test_a_pool_that_cannot_start_gives_up_and_leaves_calls_to_the_thread() -> None:
+    """An initializer that fails (here a VAD device that does not exist) breaks each new pool; after
+    MAX_BREAKS in a row the pool stays off and answers None at once: calls go on in their threads."""
+    from rdio_tasks.asr.prepare import MAX_BREAKS, PreparePool, VadParams
+    from rdio_tasks.radio import RadioOptions
+
+    samples = corpus_calls(("radio_mp3",))[0]
+    pool = PreparePool(1, device="no-such-device")
+    try:
+        assert pool.warm() is False and pool.usable()
+        for _ in range(MAX_BREAKS - 1):
+            assert pool.prepare(samples, RadioOptions(), VadParams(0.3, 0.2), 80) is None
+        assert not pool.usable() and pool.pids() == []
+        assert pool.prepare(samples, RadioOptions(), VadParams(0.3, 0.2), 80) is None
+        assert pool.pids() == []  # given up: no new process per call
+    finally:
+        pool.close()
 
 
 def test_prepare_processes_setting() -> None:

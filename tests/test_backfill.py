@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from rdio_core import backfill, db, jobs
 from rdio_core.backfill import BackfillRequest
@@ -120,6 +122,56 @@ def test_a_run_keeps_at_most_its_slots_in_flight(db_engine):
     assert len(freed) == 1 and freed[0][0] > max(j for j, _ in published)  # the oldest held job
     assert _statuses(factory, run.id) == [("completed", None)] + [("pending", None)] * 2 + [held] * 2
     assert len(backfill.release(factory, None)) == 2  # no limit: the rest
+
+
+def test_releasers_at_the_same_moment_fill_the_slots_once(db_engine, monkeypatch):
+    """A round of batched backfill calls ends together and each worker thread releases: taking
+    turns, they fill the free slots and no more (SQLite's write lock, PostgreSQL's advisory lock).
+    Each releaser here pauses between counting and picking, a little longer each: without turns,
+    a later one counts before an earlier one commits and picks the next held jobs after it."""
+    db.upgrade(db_engine)
+    factory = db.make_session_factory(db_engine)
+    with factory() as session:
+        busy = session.execute(
+            select(func.count())
+            .select_from(TranscriptionJob)
+            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
+        ).scalar_one()
+    system = fresh_system()
+    _calls(factory, system, [None] * 8)
+    run, _ = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")
+    backfill.queue_run(factory, run.id, slots=busy)  # every slot taken: all eight held
+    assert [s for s, _ in _statuses(factory, run.id)] == ["deferred"] * 8
+
+    start = threading.Barrier(6)
+    pause = threading.local()
+    real = jobs.release_where
+
+    def slow(session, room, where=None):  # type: ignore[no-untyped-def]
+        time.sleep(pause.seconds)
+        return real(session, room, where)
+
+    monkeypatch.setattr(jobs, "release_where", slow)
+
+    def release(n: int) -> list[tuple[int, int]]:
+        pause.seconds = 0.05 * n
+        start.wait()
+        return backfill.release(factory, busy + 3)
+
+    with ThreadPoolExecutor(6) as pool:
+        released = [job for batch in pool.map(release, range(6)) for job in batch]
+    assert len(released) == 3 and len(set(released)) == 3
+    assert [s for s, _ in _statuses(factory, run.id)].count("pending") == 3
+    _finish(factory, run.id)  # release is global: held jobs left here would take the next test's slots
+
+
+def _finish(factory, run_id: int) -> None:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        ids = select(backfill.BackfillJob.job_id).where(backfill.BackfillJob.run_id == run_id)
+        session.execute(
+            update(TranscriptionJob).where(TranscriptionJob.id.in_(ids)).values(status=JobStatus.COMPLETED)
+        )
+        session.commit()
 
 
 def test_a_job_that_ends_publishes_the_next_held_one(db_engine, tmp_path):

@@ -71,7 +71,10 @@ class QueueStatus(BaseModel):
 
     enabled: bool
     pending: int
-    deferred: int = Field(description="held back while the backlog was deep; run when the queue drains")
+    deferred: int = Field(
+        description="held back while the backlog was deep (run when the queue drains), or a backfill's"
+        " jobs beyond transcription.backfill_slots (run as the backfill's jobs end)"
+    )
     queued: int
     processing: int
     completed: int

@@ -19,12 +19,9 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rdio_tasks.radio import RadioOptions
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "Encode",

@@ -324,7 +324,7 @@ class WhisperXEngine:
         """The preparation pool for the configured process count (None: prepare in the thread)."""
         processes = self.config.prepare_processes
         pool = self._prepare_pool
-        if processes == 0:
+        if processes == 0 or self._pipeline is None:  # off, or the engine closed
             if pool is not None:  # switched off by a reload: its processes go
                 with self._lock:
                     pool, self._prepare_pool = self._prepare_pool, None
@@ -338,8 +338,8 @@ class WhisperXEngine:
                     if pool is not None:
                         pool.close()
                     pool = self._prepare_pool = PreparePool(processes, self.device)
-                    pool.warm()
-        return pool
+                    pool.warm()  # False: not started; its calls are prepared in their threads
+        return pool if pool.usable() else None
 
     def _glossary_pass(
         self,
@@ -381,7 +381,8 @@ class WhisperXEngine:
     def _radio_language(
         self, prepared: Prepared, language: str | None, options: RadioOptions
     ) -> tuple[str, float | None, str | None, Any]:
-        """Fixed language, or detection on the call's first speech window with a short-call fallback.
+        """Fixed language, or detection on the call's first speech window with a short-call fallback
+        (all the call's speech when that window is under ``language_min_seconds``).
 
         Also returns the first window's encoder output when detection ran on the CPU, so the
         decoding pass reuses it: with base on 2 cores detection had encoded the call's speech a
@@ -391,10 +392,23 @@ class WhisperXEngine:
         if fixed is not None:
             return fixed, None, None, None
         detected = probability = encoded = None
-        if prepared.chunks and prepared.speech_seconds >= options.language_min_seconds:
-            # CTranslate2's encoder, as before: its output is what detect_language was built on.
-            encoded = decode.encode_windows(self._pipeline.model, [decode.Window(prepared.features[0])])
-            detected, probability = self._detect_encoded(encoded)
+        chunks = prepared.chunks
+        if chunks and prepared.speech_seconds >= options.language_min_seconds:
+            if chunks[0]["end"] - chunks[0]["start"] >= options.language_min_seconds:
+                # CTranslate2's encoder, as before: its output is what detect_language was built on.
+                window = [decode.Window(prepared.features[0])]
+                encoded = decode.encode_windows(self._pipeline.model, window)
+                detected, probability = self._detect_encoded(encoded)
+            else:  # the first window is too short to judge: all the speech, encoded for this alone
+                import numpy as np
+
+                speech = np.concatenate(
+                    [
+                        prepared.audio[int(c["start"] * SAMPLE_RATE) : int(c["end"] * SAMPLE_RATE)]
+                        for c in chunks
+                    ]
+                )
+                detected, probability = self._detect_language(speech)
         lang, note = radio.choose_language(detected, probability, prepared.speech_seconds, options)
         lang = self._fixed_language(lang) or "en"  # validates the fallback code
         shared = encoded if self.device == "cpu" and self._encode is None else None
@@ -512,11 +526,12 @@ class WhisperXEngine:
     def close(self) -> None:
         """Drop the model and align models and return their memory (GPU included)."""
         self._batches.close()
-        pool, self._prepare_pool = self._prepare_pool, None
+        with self._lock:
+            self._pipeline = None
+            pool, self._prepare_pool = self._prepare_pool, None
         if pool is not None:
             pool.close()
         with self._lock:
-            self._pipeline = None
             self._aligner.clear()
         gc.collect()
         if self.device == "cuda":

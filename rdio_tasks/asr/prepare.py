@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import threading
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["PreparePool", "Prepared", "VadParams", "chunk_features", "prepare"]
 
 logger = logging.getLogger(__name__)
+
+#: Breaks in a row after which the pool stays off (an initializer that cannot load the VAD).
+MAX_BREAKS = 3
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,12 @@ def _ready() -> int:
 
 class PreparePool:
     """``processes`` spawned processes that each prepare one call at a time, their VAD on
-    ``device`` (the engine's: a CUDA context per process on a GPU box, ~0.5 GB of GPU memory)."""
+    ``device`` (the engine's: a CUDA context per process on a GPU box, ~0.5 GB of GPU memory).
+
+    Whatever goes wrong with the pool itself (a child killed, an initializer that fails, the pool
+    closed by a reload while a call waits on it) makes :meth:`prepare` answer None: the caller then
+    prepares the call in its own thread. After :data:`MAX_BREAKS` breaks in a row the pool stays
+    off (logged as an error) rather than spawning and losing processes on every call."""
 
     def __init__(self, processes: int, device: str = "cpu") -> None:
         if processes < 1:
@@ -147,10 +155,20 @@ class PreparePool:
         self.device = device
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+        self._breaks = 0
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def usable(self) -> bool:
+        """False once closed or given up on. A daemonic process (Celery's prefork children) may not
+        have children, so the pool is off there from the start."""
+        if multiprocessing.current_process().daemon and not self._closed:
+            logger.error("prepare_processes needs a worker with the threads pool (-P threads)")
+            self._closed = True
+        return not self._closed
+
+    def _executor(self) -> ProcessPoolExecutor | None:
         with self._lock:
-            if self._pool is None:
+            if self._pool is None and self.usable():
                 self._pool = ProcessPoolExecutor(
                     self.processes,
                     mp_context=multiprocessing.get_context("spawn"),
@@ -160,11 +178,19 @@ class PreparePool:
                 logger.info("started %d call-preparation processes", self.processes)
             return self._pool
 
-    def warm(self) -> None:
-        """Start every process now (each imports torch and loads the VAD, ~3 s), not on call 1."""
+    def warm(self) -> bool:
+        """Start every process now (each imports torch and loads the VAD, ~3 s), not on call 1;
+        False when the pool could not start (calls are then prepared in their threads)."""
         pool = self._executor()
-        for future in [pool.submit(_ready) for _ in range(self.processes)]:
-            future.result()
+        if pool is None:
+            return False
+        try:
+            for future in [pool.submit(_ready) for _ in range(self.processes)]:
+                future.result()
+        except Exception as exc:  # a failing initializer or a child killed while starting
+            self._broke(pool, exc)
+            return False
+        return True
 
     def prepare(
         self,
@@ -173,20 +199,41 @@ class PreparePool:
         vad_params: VadParams,
         n_mels: int,
     ) -> Prepared | None:
-        """The call prepared in a pool process; None when the pool broke (prepare it here instead).
+        """The call prepared in a pool process; None when the pool is unusable (prepare it here).
 
         Errors raised by the preparation itself (bad options, a VAD failure) propagate as they
         would in the caller's thread."""
         pool = self._executor()
-        try:
-            return pool.submit(_prepare_in_child, samples, options, vad_params, n_mels).result()
-        except BrokenProcessPool:
-            logger.warning("a call-preparation process died; restarting the pool")
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
             return None
+        try:
+            prepared: Prepared = pool.submit(_prepare_in_child, samples, options, vad_params, n_mels).result()
+        except (BrokenProcessPool, CancelledError, RuntimeError) as exc:
+            shut_under_us = self._closed or self._pool is not pool  # "cannot schedule ... after shutdown"
+            if type(exc) is RuntimeError and not shut_under_us:
+                raise  # not the pool's state: the preparation's own error
+            self._broke(pool, exc)
+            return None
+        self._breaks = 0
+        return prepared
+
+    def _broke(self, pool: ProcessPoolExecutor, exc: BaseException) -> None:
+        """Drop a pool that broke or was shut down under a call; give up after MAX_BREAKS in a row."""
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+                self._breaks += 1
+                if self._breaks >= MAX_BREAKS and not self._closed:
+                    self._closed = True
+                    logger.error(
+                        "call-preparation processes broke %d times in a row (%s); preparing in the "
+                        "worker's threads from now on",
+                        self._breaks,
+                        exc,
+                    )
+                elif not self._closed:
+                    logger.warning("a call-preparation process died (%s); restarting the pool", exc)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def pids(self) -> list[int]:
         """The live processes' ids (tests kill one to check the pool recovers)."""
@@ -194,7 +241,9 @@ class PreparePool:
         return sorted(getattr(pool, "_processes", {}) or {}) if pool is not None else []
 
     def close(self) -> None:
+        """Stop the processes; calls waiting on them are prepared in their threads instead."""
         with self._lock:
+            self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
