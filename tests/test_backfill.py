@@ -83,6 +83,29 @@ def test_only_missing_skips_transcribed_and_busy_calls_and_a_rerun_adds_nothing(
     assert busy not in [c for c, _ in _run_jobs(factory, everything.id)]
 
 
+def _in_flight(factory) -> int:  # type: ignore[no-untyped-def]
+    """Backfill jobs in flight in this database: other tests' runs take slots too."""
+    with factory() as session:
+        return session.execute(
+            select(func.count())
+            .select_from(TranscriptionJob)
+            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
+        ).scalar_one()
+
+
+def _run_of(db_engine, calls: int, free_slots: int) -> tuple:  # type: ignore[no-untyped-def]
+    """A backfill run over ``calls`` new calls with ``free_slots`` slots free: (factory, run id,
+    the backfill jobs already in flight here)."""
+    db.upgrade(db_engine)
+    factory = db.make_session_factory(db_engine)
+    busy = _in_flight(factory)
+    system = fresh_system()
+    _calls(factory, system, [None] * calls)
+    run, _ = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")
+    backfill.queue_run(factory, run.id, slots=busy + free_slots)
+    return factory, run.id, busy
+
+
 def _statuses(factory, run_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
     return _run_jobs(factory, run_id, TranscriptionJob.status, TranscriptionJob.error)
 
@@ -92,14 +115,9 @@ def test_a_run_keeps_at_most_its_slots_in_flight(db_engine):
     released by the deep-backlog rule, and go one by one as slots free, oldest first."""
     db.upgrade(db_engine)
     factory = db.make_session_factory(db_engine)
-    with factory() as session:  # other tests' backfill jobs in this database take slots too
-        busy = session.execute(
-            select(func.count())
-            .select_from(TranscriptionJob)
-            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
-        ).scalar_one()
+    with factory() as session:
         backlog_before = jobs.backlog(session)
-    slots = busy + 2
+    slots = _in_flight(factory) + 2
     system = fresh_system()
     _calls(factory, system, [None] * 5)
     published: list[tuple[int, int]] = []
@@ -129,19 +147,8 @@ def test_releasers_at_the_same_moment_fill_the_slots_once(db_engine, monkeypatch
     turns, they fill the free slots and no more (SQLite's write lock, PostgreSQL's advisory lock).
     Each releaser here pauses between counting and picking, a little longer each: without turns,
     a later one counts before an earlier one commits and picks the next held jobs after it."""
-    db.upgrade(db_engine)
-    factory = db.make_session_factory(db_engine)
-    with factory() as session:
-        busy = session.execute(
-            select(func.count())
-            .select_from(TranscriptionJob)
-            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
-        ).scalar_one()
-    system = fresh_system()
-    _calls(factory, system, [None] * 8)
-    run, _ = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")
-    backfill.queue_run(factory, run.id, slots=busy)  # every slot taken: all eight held
-    assert [s for s, _ in _statuses(factory, run.id)] == ["deferred"] * 8
+    factory, run_id, busy = _run_of(db_engine, 8, free_slots=0)  # every slot taken: all eight held
+    assert [s for s, _ in _statuses(factory, run_id)] == ["deferred"] * 8
 
     start = threading.Barrier(6)
     pause = threading.local()
@@ -161,8 +168,8 @@ def test_releasers_at_the_same_moment_fill_the_slots_once(db_engine, monkeypatch
     with ThreadPoolExecutor(6) as pool:
         released = [job for batch in pool.map(release, range(6)) for job in batch]
     assert len(released) == 3 and len(set(released)) == 3
-    assert [s for s, _ in _statuses(factory, run.id)].count("pending") == 3
-    _finish(factory, run.id)  # release is global: held jobs left here would take the next test's slots
+    assert [s for s, _ in _statuses(factory, run_id)].count("pending") == 3
+    _finish(factory, run_id)  # release is global: held jobs left here would take the next test's slots
 
 
 def _finish(factory, run_id: int) -> None:  # type: ignore[no-untyped-def]
@@ -182,20 +189,9 @@ def test_a_job_that_ends_publishes_the_next_held_one(db_engine, tmp_path):
     from rdio_core.settings import Settings
     from rdio_tasks.broker import connect
 
-    db.upgrade(db_engine)
-    factory = db.make_session_factory(db_engine)
-    with factory() as session:
-        busy = session.execute(
-            select(func.count())
-            .select_from(TranscriptionJob)
-            .where(TranscriptionJob.status.in_(backfill.IN_FLIGHT), backfill.is_backfill_job())
-        ).scalar_one()
-    system = fresh_system()
-    _calls(factory, system, [None] * 2)
-    run, _ = backfill.open_run(factory, BackfillRequest(system=system), 5, "test")
-    backfill.queue_run(factory, run.id, slots=busy + 1)
-    first, _ = [job_id for (job_id,) in _run_jobs(factory, run.id, TranscriptionJob.id)]
-    assert [s for s, _ in _statuses(factory, run.id)] == ["pending", "deferred"]
+    factory, run_id, busy = _run_of(db_engine, 2, free_slots=1)
+    first, _ = [job_id for (job_id,) in _run_jobs(factory, run_id, TranscriptionJob.id)]
+    assert [s for s, _ in _statuses(factory, run_id)] == ["pending", "deferred"]
 
     server = EmbeddedRedis(tmp_path / "redis", persist=False).start()
     try:
@@ -208,7 +204,7 @@ def test_a_job_that_ends_publishes_the_next_held_one(db_engine, tmp_path):
             session.get(TranscriptionJob, first).status = JobStatus.COMPLETED
             session.commit()
         pipeline.job_ended()
-        assert wait_for(lambda: _statuses(factory, run.id)[1][0] == "queued"), _statuses(factory, run.id)
+        assert wait_for(lambda: _statuses(factory, run_id)[1][0] == "queued"), _statuses(factory, run_id)
         client = redis.Redis.from_url(server.url)  # kombu keeps one list per priority step
         assert sum(client.llen(key) for key in client.keys("gpu*")) == 1  # the released job's
         pipeline.stop()
