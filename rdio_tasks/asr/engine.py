@@ -529,10 +529,9 @@ class WhisperXEngine:
         with self._lock:
             self._pipeline = None
             pool, self._prepare_pool = self._prepare_pool, None
+            self._aligner.clear()
         if pool is not None:
             pool.close()
-        with self._lock:
-            self._aligner.clear()
         gc.collect()
         if self.device == "cuda":
             import torch
