@@ -80,11 +80,9 @@ class WhisperXEngine:
 
         started = time.perf_counter()
         asr = import_whisperx_asr()
-        import torch
 
-        if self.device == "cpu" and config.cpu_threads > 0:
-            # The VAD and wav2vec2 aligner run in torch; keep them within the same budget.
-            torch.set_num_threads(config.cpu_threads)
+        self.torch_threads = self._torch_threads(config) if self.device == "cpu" else None
+        self._pin_torch_threads()
         self.import_ms = (time.perf_counter() - started) * 1000
 
         logger.info(
@@ -127,6 +125,32 @@ class WhisperXEngine:
             )  # pay the alignment load with the model, not on call 1
 
     # -- configuration ---------------------------------------------------------------
+
+    def _torch_threads(self, config: EngineConfig) -> int:
+        """Torch's intra-op threads on the CPU: one, unless torch runs the encoder here.
+
+        Torch runs each call's VAD (a small LSTM), log-mel features and aligner: thousands of tiny
+        ops, run for several calls at once by the worker's threads. With two threads each op's
+        OpenMP hand-off costs more than the op once CTranslate2 has run in the process: the VAD of a
+        6 s call took 303 ms against 57 ms with one thread (41 ms with two before the first
+        transcription; ``OMP_WAIT_POLICY=PASSIVE`` makes it 315 ms from the start). One thread
+        took ``bench/throughput.py --calls 48`` (tiny.en, 2 cores) from 1.24 to 1.81 calls/s per
+        call and from 2.07 to 2.26 batched.
+        """
+        if self._encoder_name(config) == "torch":
+            return self.cpu_threads  # one large matrix product per window: threads pay off
+        return 1
+
+    def _pin_torch_threads(self) -> None:
+        """Give the calling thread ``torch_threads``. Torch's count is an OpenMP setting of each OS
+        thread, and CTranslate2 (whose OpenMP calls land in torch's libgomp) sets its own in the
+        thread that loads a model: a process-wide set once at load does not reach every thread."""
+        if self.torch_threads is None:
+            return
+        import torch
+
+        if torch.get_num_threads() != self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
 
     def _encoder_name(self, config: EngineConfig) -> str:
         """auto: PyTorch's encoder on CUDA (CTranslate2's spends half its time in one softmax kernel
@@ -191,6 +215,7 @@ class WhisperXEngine:
             PermanentError: invalid language code.
         """
         started = time.perf_counter()
+        self._pin_torch_threads()
         samples = self._samples(audio)
         options = self.config.radio if radio is _CONFIG else radio_options(radio)
         if self._pipeline is None:
