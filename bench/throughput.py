@@ -230,6 +230,13 @@ def main() -> int:
         default=None,
         help="GPU dense matrix TFLOP/s, or 'measure' to time a float16 product here",
     )
+    parser.add_argument(
+        "--max-prepare-wait-ms",
+        type=float,
+        default=None,
+        help="a batch that is not full waits this long for calls still being prepared "
+        "(transcription.max_prepare_wait_ms; default: the settings default)",
+    )
     parser.add_argument("--no-stages", action="store_true", help="skip timing decode/VAD/features per call")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--call-seconds", type=float, default=None, help="every call exactly this long")
@@ -260,6 +267,7 @@ def main() -> int:
         batch_size=args.batch_size,
         cross_call_batching=False,
         max_batch_wait_ms=args.max_batch_wait_ms,
+        **({} if args.max_prepare_wait_ms is None else {"max_prepare_wait_ms": args.max_prepare_wait_ms}),
         radio=radio,
         language=args.language,
         align=not args.no_align,
@@ -281,7 +289,8 @@ def main() -> int:
         f"model {args.model} on {engine.device}/{engine.compute_type} ({engine.encoder} encoder), {len(calls)} calls, "
         f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {args.batch_size}, "
         f"concurrency {args.concurrency}, {'plain' if args.plain else 'radio'} pipeline, "
-        f"{engine.config.prepare_processes} preparation processes"
+        f"{engine.config.prepare_processes} preparation processes, "
+        f"batch waits {engine.config.max_batch_wait_ms:g} ms / {engine.config.max_prepare_wait_ms:g} ms for calls in preparation"
     )
     header = (
         f"{'mode':<9} {'calls/s':>8} {'audio s/s':>10} {'CPU ms/call':>12} {'p50 ms':>8} {'p95 ms':>8} "
@@ -312,6 +321,7 @@ def main() -> int:
         "batch_size": args.batch_size,
         "concurrency": args.concurrency,
         "prepare_processes": engine.config.prepare_processes,
+        "max_prepare_wait_ms": engine.config.max_prepare_wait_ms,
         "per_call": {k: v for k, v in per_call.items() if k != "texts"},
         "batched": {k: v for k, v in batched.items() if k != "texts"},
         "ratio": round(ratio, 3),

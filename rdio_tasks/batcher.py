@@ -16,6 +16,17 @@ in a full batch of backfill, whose pass takes as long as its size on a CPU (benc
 encoder CPU time per window does not fall with the batch there), so it waits for at most the pass
 already running.
 
+A caller that will submit soon (a call whose audio is being conditioned, its speech found, its
+language detected) can say so with :meth:`DynamicBatcher.expect`. While such callers are pending a
+batch that is not full waits for them, at most ``max_expect_ms``: with N calls in flight and a pass
+of up to ``max_batch`` under way, the calls of that pass are not preparing their next, so a batch
+that only waits ``max_wait_ms`` holds about N/2 items whatever ``max_batch`` is (bench/throughput.py,
+8 in flight: 3.5 chunks per batch with ``max_batch`` 4 or 8). On 2 CPU cores (tiny.en, 8 in flight,
+``max_batch`` 8) a 1000 ms wait filled batches to 81-93% against 43-46%, and cost 6% of calls/s
+(ratio to per-call 1.35-1.36x against 1.43-1.45x, alternated runs): while a pass waits, a core
+idles, since calls are prepared one VAD at a time. So the engine's default is 0, left for a GPU,
+whose pass costs about the same full or half empty, to measure (bench/gpu/run.sh prepare).
+
 The batcher knows nothing about Whisper: ``run_batch(key, payloads) -> results`` does the work.
 """
 
@@ -54,6 +65,26 @@ class _Item:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+class Expected:
+    """One caller's promise to submit soon; :meth:`done` (idempotent) withdraws it."""
+
+    def __init__(self, batcher: DynamicBatcher) -> None:
+        self._batcher: DynamicBatcher | None = batcher
+
+    def done(self) -> None:
+        batcher = self._batcher
+        if batcher is not None:
+            with batcher._cond:
+                batcher._release(self)
+
+    def _drop(self) -> bool:
+        """Forget the batcher (the caller holds its lock); False when already done."""
+        if self._batcher is None:
+            return False
+        self._batcher = None
+        return True
+
+
 @dataclass
 class BatchStats:
     batches: int = 0
@@ -69,13 +100,20 @@ class BatchStats:
 
 class DynamicBatcher:
     def __init__(
-        self, run_batch: RunBatch, max_batch: int = 16, max_wait_ms: float = 30.0, name: str = "batcher"
+        self,
+        run_batch: RunBatch,
+        max_batch: int = 16,
+        max_wait_ms: float = 30.0,
+        name: str = "batcher",
+        max_expect_ms: float = 0.0,
     ):
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.max_expect = max(self.max_wait, max_expect_ms / 1000.0)
+        self._expected = 0  # callers that said they will submit soon
         self.stats = BatchStats()
         # Items wait per key, oldest key first, so one busy key cannot starve another.
         self._waiting: OrderedDict[Hashable, list[_Item]] = OrderedDict()
@@ -95,10 +133,39 @@ class DynamicBatcher:
             self._cond.notify()
         return item.future
 
-    def run(self, key: Hashable, payloads: Sequence[Any], priority: int = 3) -> list[Any]:
-        """Submit several items (one call's chunks) and wait for all; the first error is raised."""
-        futures = [self.submit(key, p, priority) for p in payloads]
-        return [f.result() for f in futures]
+    def expect(self) -> Expected:
+        """Say that this caller will submit soon; pass the result to :meth:`run`, or call its
+        ``done()`` when it will not (no speech, an error)."""
+        ticket = Expected(self)
+        with self._cond:
+            self._expected += 1
+        return ticket
+
+    def _release(self, ticket: Expected) -> None:
+        if ticket._drop():
+            self._expected -= 1
+            self._cond.notify()
+
+    def run(
+        self, key: Hashable, payloads: Sequence[Any], priority: int = 3, expected: Expected | None = None
+    ) -> list[Any]:
+        """Submit several items (one call's chunks) and wait for all; the first error is raised.
+
+        ``expected`` (this caller's :meth:`expect`) is withdrawn in the same step as the items
+        arrive: the inference thread sees the caller as expected or its items as waiting, never
+        neither."""
+        items = [_Item(key, p, priority) for p in payloads]
+        if expected is not None and expected._batcher is not self:
+            expected.done()  # another batcher's (rebuilt since): withdrawn there
+            expected = None
+        with self._cond:
+            if expected is not None:
+                self._release(expected)
+            if self._closed:
+                raise RuntimeError("batcher is closed")
+            self._waiting.setdefault(key, []).extend(items)
+            self._cond.notify()
+        return [it.future.result() for it in items]
 
     def close(self) -> None:
         with self._cond:
@@ -138,9 +205,10 @@ class DynamicBatcher:
                 if self._waiting:
                     key, items = next(iter(self._waiting.items()))
                     age = time.monotonic() - items[0].enqueued
-                    if len(items) >= self.max_batch or age >= self.max_wait or self._closed:
+                    limit = self.max_expect if self._expected else self.max_wait
+                    if len(items) >= self.max_batch or age >= limit or self._closed:
                         return self._take(key, items[: self.max_batch])
-                    self._cond.wait(self.max_wait - age)
+                    self._cond.wait(limit - age)
                 elif self._closed:
                     return None
                 else:

@@ -51,3 +51,19 @@ def test_batch_size_one_turns_batching_off():
     with ThreadPoolExecutor(3) as pool:
         texts = [r.text for r in pool.map(engine.transcribe, calls)]
     assert engine.batch_stats == {} and all(texts)
+
+
+def test_every_call_gives_up_its_place_in_the_batcher() -> None:
+    """A call is expected by the batcher from its first step; one without speech never submits and
+    must still withdraw, or every later batch would wait the whole ``max_prepare_wait_ms``."""
+    import numpy as np
+
+    from rdio_tasks.asr import EngineConfig, get_engine
+
+    engine = get_engine(EngineConfig(model="tiny.en", batch_size=8, max_prepare_wait_ms=60_000))
+    batcher = engine._batches.get(engine.config)
+    assert batcher is not None and batcher.max_expect == 60.0
+    assert engine.transcribe(np.zeros(3 * 16000, dtype=np.float32)).no_speech
+    assert batcher._expected == 0
+    assert engine.transcribe(corpus_calls(("radio_mp3",))[0]).text
+    assert batcher._expected == 0 and engine.batch_stats["items"] >= 1

@@ -153,3 +153,48 @@ def test_urgent_items_go_first_and_alone_while_less_urgent_work_waits():
     assert batches[:3] == [["first"], ["live1"], ["live2"]], batches
     # Then one priority everywhere: the usual rule (fill up to max_batch, or wait max_wait).
     assert sorted(batches[3:]) == [["b0", "b1", "b2", "b3", "b4", "b5"], ["other"]], batches
+
+
+@pytest.mark.parametrize("max_expect_ms", [0, 5000])
+def test_a_batch_waits_for_a_caller_still_preparing(max_expect_ms: float) -> None:
+    """Two calls in flight, the second still preparing when the first submits: with a prepare wait
+    they share one pass, without it the first goes alone (a batch holds about half the calls in
+    flight, batcher.py)."""
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch=4, max_wait_ms=10, max_expect_ms=max_expect_ms)
+    try:
+        first, second = b.expect(), b.expect()
+        started = time.monotonic()
+        done = threading.Thread(target=lambda: b.run("k", ["a"], expected=first))
+        done.start()
+        time.sleep(0.3)  # the second call's VAD
+        assert b.run("k", ["b"], expected=second) == ["k:b"]
+        done.join(5)
+        elapsed = time.monotonic() - started
+    finally:
+        b.close()
+    if max_expect_ms:
+        assert [p for _, p in rec.batches] == [["a", "b"]]
+        assert elapsed < 2  # taken when the last expected call arrived, not at the limit
+    else:
+        assert [p for _, p in rec.batches] == [["a"], ["b"]]
+
+
+def test_a_caller_that_will_not_submit_stops_the_wait_and_the_limit_bounds_it() -> None:
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch=4, max_wait_ms=10, max_expect_ms=400)
+    try:
+        silent = b.expect()
+        threading.Timer(0.1, silent.done).start()  # no speech: nothing to submit
+        silent.done()  # withdrawing twice is harmless
+        started = time.monotonic()
+        assert b.run("k", ["a"], expected=b.expect()) == ["k:a"]
+        assert time.monotonic() - started < 0.3
+        assert b._expected == 0
+
+        b.expect()  # a caller that hangs: the batch goes at the limit
+        started = time.monotonic()
+        assert b.run("k", ["b"]) == ["k:b"]
+        assert 0.3 < time.monotonic() - started < 3
+    finally:
+        b.close()

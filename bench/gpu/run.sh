@@ -90,6 +90,9 @@ step_prepare() {  # preparation in the threads (0) against a pool of processes, 
         throughput 5 --calls 96 --batch-size 32 --concurrency 64 --encoder torch --prepare-processes "$procs"
     done
     throughput 5 --calls 128 --batch-size 32 --concurrency 128 --encoder torch --prepare-processes 8
+    # A batch that waits for the calls still being prepared (fills on the CPU; costs a core there).
+    throughput 5 --calls 96 --batch-size 32 --concurrency 64 --encoder torch --prepare-processes 8 \
+        --max-prepare-wait-ms 250
     $PY bench/throughput.py --model "$STAGE/models/tiny.en" --device cuda --compute-type float16 \
         --calls 64 --batch-size 16 --concurrency 32 --no-align --json --prepare-processes 8 \
         | tee -a "$OUTDIR/correctness.txt"

@@ -34,6 +34,7 @@ class SharedBatcher:
                     self._run_batch,
                     max_batch=config.batch_size,
                     max_wait_ms=config.max_batch_wait_ms,
+                    max_expect_ms=config.max_prepare_wait_ms,
                     name="whisper-inference",
                 )
             return self._batcher

@@ -58,6 +58,9 @@ class EngineConfig:
     # ``batch_size``; the inference thread waits at most ``max_batch_wait_ms`` for a batch to fill.
     cross_call_batching: bool = True
     max_batch_wait_ms: float = 30.0
+    # While calls are still being prepared (conditioning, VAD, language), a batch that is not full
+    # waits for them up to this long (rdio_tasks/batcher.py).
+    max_prepare_wait_ms: float = 0.0
     # Processes that condition, VAD and featurise radio calls (asr/prepare.py); 0: in the call's
     # thread. Off by default until measured on a GPU (bench/gpu/run.sh prepare).
     prepare_processes: int = 0
@@ -79,6 +82,8 @@ class EngineConfig:
             raise ValueError("cpu_threads must be >= 0")
         if self.max_batch_wait_ms < 0:
             raise ValueError("max_batch_wait_ms must be >= 0")
+        if self.max_prepare_wait_ms < 0:
+            raise ValueError("max_prepare_wait_ms must be >= 0")
         if not isinstance(self.prepare_processes, int) or self.prepare_processes < 0:
             raise ValueError(f"prepare_processes must be an integer >= 0, got {self.prepare_processes!r}")
 

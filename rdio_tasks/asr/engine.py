@@ -42,7 +42,7 @@ from rdio_tasks.asr.prepare import Prepared, PreparePool, VadParams, prepare
 from rdio_tasks.asr.result import Decoded, TranscriptionResult, confidence, json_safe
 from rdio_tasks.asr.runtime import Runtime, resolve_runtime
 from rdio_tasks.audio_decode import decode_audio
-from rdio_tasks.batcher import is_out_of_memory
+from rdio_tasks.batcher import Expected, is_out_of_memory
 from rdio_tasks.errors import AudioDecodeError
 from rdio_tasks.radio import RadioOptions
 
@@ -168,11 +168,8 @@ class WhisperXEngine:
             self.config = config
             if self._pipeline is not None:
                 compat.set_vad_thresholds(self._pipeline, config.vad_onset, config.vad_offset)
-        if (old.batch_size, old.max_batch_wait_ms, old.cross_call_batching) != (
-            config.batch_size,
-            config.max_batch_wait_ms,
-            config.cross_call_batching,
-        ):
+        limits = ("batch_size", "max_batch_wait_ms", "max_prepare_wait_ms", "cross_call_batching")
+        if any(getattr(old, name) != getattr(config, name) for name in limits):
             self._batches.close()  # rebuilt with the new limits on the next call
 
     def _fixed_language(self, language: str | None) -> str | None:
@@ -306,15 +303,26 @@ class WhisperXEngine:
         glossary: tuple[str, ...] = (),
         priority: int = 3,
     ) -> Decoded:
-        """Condition the audio, find speech, decode with no-speech scores, then filter."""
-        prepared = self._prepare(samples, options)
-        chunks = prepared.chunks
-        lang, lang_prob, lang_note, first = self._radio_language(prepared, language, options)
-        raw_segments = (
-            self._decode_chunks(chunks, prepared.features, lang, prompt, options, priority, first)
-            if chunks
-            else []
-        )
+        """Condition the audio, find speech, decode with no-speech scores, then filter.
+
+        Until its windows reach the shared batcher the call is expected there, so a batch that is
+        not full waits for it (``max_prepare_wait_ms``)."""
+        batcher = self._batches.get(self.config)
+        expected = batcher.expect() if batcher is not None else None
+        try:
+            prepared = self._prepare(samples, options)
+            chunks = prepared.chunks
+            lang, lang_prob, lang_note, first = self._radio_language(prepared, language, options)
+            raw_segments = (
+                self._decode_chunks(
+                    chunks, prepared.features, lang, prompt, options, priority, first, expected
+                )
+                if chunks
+                else []
+            )
+        finally:
+            if expected is not None:
+                expected.done()
         cleaned = radio.clean(raw_segments, options, prompt=prompt, glossary=glossary)
         if glossary and options.glossary_prompt and cleaned.segments:
             raw_segments, cleaned = self._glossary_pass(
@@ -458,12 +466,14 @@ class WhisperXEngine:
         options: RadioOptions,
         priority: int = 3,
         first_encoded: Any = None,
+        expected: Expected | None = None,
     ) -> list[dict[str, Any]]:
         """Decode each window with ctranslate2 directly, keeping ``no_speech_prob`` (see ``decode``).
 
         With cross-call batching the windows go to the shared inference thread and may ride with
         other calls' windows; otherwise they are decoded here in groups of ``batch_size``.
-        ``first_encoded`` is the first window's encoder output, when language detection made it.
+        ``first_encoded`` is the first window's encoder output, when language detection made it;
+        ``expected``, the call's place in the batcher, is given up as its windows arrive there.
         """
         windows = [decode.Window(f) for f in features]
         if first_encoded is not None:
@@ -480,7 +490,7 @@ class WhisperXEngine:
                 options.suppress_blank,
                 options.max_new_tokens,
             )
-            decoded = batcher.run(key, windows, priority)
+            decoded = batcher.run(key, windows, priority, expected)
         else:
             batch = max(1, self.config.batch_size)
             decoded = []

@@ -118,6 +118,7 @@ def _start_child(device: str) -> None:
     import torch
 
     torch.set_num_threads(1)
+    vad_device = torch.device(device)  # a bad device fails here, before whisperx's imports (seconds)
     from rdio_tasks.asr.loader import route_whisperx_logging
 
     route_whisperx_logging()
@@ -126,7 +127,7 @@ def _start_child(device: str) -> None:
         from whisperx.vads import Pyannote
 
     # The thresholds given here are the pipeline's own; speech_chunks passes each call's.
-    _child_vad = Pyannote(torch.device(device), token=None, vad_onset=0.5, vad_offset=0.363)
+    _child_vad = Pyannote(vad_device, token=None, vad_onset=0.5, vad_offset=0.363)
 
 
 def _prepare_in_child(
