@@ -312,7 +312,7 @@ class TranscriptionSettings(_Strict):
     max_batch_wait_ms: float = Field(default=30.0, ge=0)
     # While calls in this process are still being prepared (conditioning, VAD, language), a batch
     # that is not full waits for them up to `max_prepare_wait_ms`. 0: on 2 CPU cores waiting filled
-    # batches (43% -> 93%) but cost 6% of calls/s (rdio_tasks/batcher.py); for a GPU to measure.
+    # batches (43-46% -> 81-93%) but cost 6% of calls/s (rdio_tasks/batcher.py); for a GPU to measure.
     max_prepare_wait_ms: float = Field(default=0.0, ge=0)
     # Processes that condition, VAD and featurise each radio call before the model pass, each with
     # its own interpreter lock and VAD (rdio_tasks/asr/prepare.py); 0: in the call's thread. For a

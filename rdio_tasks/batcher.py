@@ -36,7 +36,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,10 +66,12 @@ class _Item:
 
 
 class Expected:
-    """One caller's promise to submit soon; :meth:`done` (idempotent) withdraws it."""
+    """One caller's promise to submit items of ``priority`` soon; :meth:`done` (idempotent)
+    withdraws it."""
 
-    def __init__(self, batcher: DynamicBatcher) -> None:
+    def __init__(self, batcher: DynamicBatcher, priority: int) -> None:
         self._batcher: DynamicBatcher | None = batcher
+        self.priority = priority
 
     def done(self) -> None:
         batcher = self._batcher
@@ -113,7 +115,7 @@ class DynamicBatcher:
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
         self.max_expect = max(self.max_wait, max_expect_ms / 1000.0)
-        self._expected = 0  # callers that said they will submit soon
+        self._expected: Counter[int] = Counter()  # callers that will submit soon, by priority
         self.stats = BatchStats()
         # Items wait per key, oldest key first, so one busy key cannot starve another.
         self._waiting: OrderedDict[Hashable, list[_Item]] = OrderedDict()
@@ -133,17 +135,17 @@ class DynamicBatcher:
             self._cond.notify()
         return item.future
 
-    def expect(self) -> Expected:
-        """Say that this caller will submit soon; pass the result to :meth:`run`, or call its
-        ``done()`` when it will not (no speech, an error)."""
-        ticket = Expected(self)
+    def expect(self, priority: int = 3) -> Expected:
+        """Say that this caller will submit items of ``priority`` soon; pass the result to
+        :meth:`run`, or call its ``done()`` when it will not (no speech, an error)."""
+        ticket = Expected(self, priority)
         with self._cond:
-            self._expected += 1
+            self._expected[priority] += 1
         return ticket
 
     def _release(self, ticket: Expected) -> None:
         if ticket._drop():
-            self._expected -= 1
+            self._expected[ticket.priority] -= 1
             self._cond.notify()
 
     def run(
@@ -203,10 +205,14 @@ class DynamicBatcher:
                 if urgent is not None:
                     return self._take(*urgent)
                 if self._waiting:
-                    key, items = next(iter(self._waiting.items()))
+                    full = [k for k, waiting in self._waiting.items() if len(waiting) >= self.max_batch]
+                    key = full[0] if full else next(iter(self._waiting))
+                    items = self._waiting[key]
                     age = time.monotonic() - items[0].enqueued
-                    limit = self.max_expect if self._expected else self.max_wait
-                    if len(items) >= self.max_batch or age >= limit or self._closed:
+                    # Only a caller of the same priority would ride in this batch: a more or less
+                    # urgent one arriving makes _urgent() split them anyway.
+                    limit = self.max_expect if self._expected[items[0].priority] > 0 else self.max_wait
+                    if full or age >= limit or self._closed:
                         return self._take(key, items[: self.max_batch])
                     self._cond.wait(limit - age)
                 elif self._closed:

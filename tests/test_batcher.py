@@ -167,6 +167,9 @@ def test_a_batch_waits_for_a_caller_still_preparing(max_expect_ms: float) -> Non
         started = time.monotonic()
         done = threading.Thread(target=lambda: b.run("k", ["a"], expected=first))
         done.start()
+        deadline = time.monotonic() + 5
+        while not (rec.batches or b._waiting) and time.monotonic() < deadline:
+            time.sleep(0.005)  # the first call's item has arrived
         time.sleep(0.3)  # the second call's VAD
         assert b.run("k", ["b"], expected=second) == ["k:b"]
         done.join(5)
@@ -182,19 +185,50 @@ def test_a_batch_waits_for_a_caller_still_preparing(max_expect_ms: float) -> Non
 
 def test_a_caller_that_will_not_submit_stops_the_wait_and_the_limit_bounds_it() -> None:
     rec = Recorder()
-    b = DynamicBatcher(rec, max_batch=4, max_wait_ms=10, max_expect_ms=400)
+    b = DynamicBatcher(rec, max_batch=4, max_wait_ms=10, max_expect_ms=5000)
     try:
         silent = b.expect()
-        threading.Timer(0.1, silent.done).start()  # no speech: nothing to submit
-        silent.done()  # withdrawing twice is harmless
+        threading.Timer(0.2, silent.done).start()  # no speech: it will submit nothing
         started = time.monotonic()
-        assert b.run("k", ["a"], expected=b.expect()) == ["k:a"]
-        assert time.monotonic() - started < 0.3
-        assert b._expected == 0
-
+        assert b.run("k", ["a"]) == ["k:a"]
+        assert 0.15 < time.monotonic() - started < 2  # woken by the withdrawal, not at the limit
+        silent.done()  # withdrawing twice is harmless
+        assert b._expected[3] == 0
+    finally:
+        b.close()
+    b = DynamicBatcher(rec, max_batch=4, max_wait_ms=10, max_expect_ms=400)
+    try:
         b.expect()  # a caller that hangs: the batch goes at the limit
         started = time.monotonic()
         assert b.run("k", ["b"]) == ["k:b"]
         assert 0.3 < time.monotonic() - started < 3
     finally:
         b.close()
+
+
+def test_an_urgent_call_does_not_wait_for_less_urgent_calls_being_prepared() -> None:
+    """Only a caller of the same priority would share the pass (batcher._urgent splits the rest)."""
+    b = DynamicBatcher(Recorder(), max_batch=4, max_wait_ms=10, max_expect_ms=5000)
+    try:
+        b.expect(priority=5)  # a backfill call being prepared
+        started = time.monotonic()
+        assert b.run("k", ["live"], priority=1) == ["k:live"]
+        assert time.monotonic() - started < 2
+    finally:
+        b.close()
+
+
+def test_a_full_batch_of_another_key_does_not_queue_behind_one_that_waits() -> None:
+    rec = Recorder()
+    b = DynamicBatcher(rec, max_batch=2, max_wait_ms=10, max_expect_ms=5000)
+    try:
+        b.expect()  # keeps k1's lone item waiting
+        lone = b.submit("k1", 1)
+        time.sleep(0.05)
+        started = time.monotonic()
+        assert b.run("k2", [2, 3]) == ["k2:2", "k2:3"]
+        assert time.monotonic() - started < 2
+        assert not lone.done()
+    finally:
+        b.close()
+    assert lone.result(5) == "k1:1"  # closing takes what waits

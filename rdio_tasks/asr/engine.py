@@ -127,30 +127,33 @@ class WhisperXEngine:
     # -- configuration ---------------------------------------------------------------
 
     def _torch_threads(self, config: EngineConfig) -> int:
-        """Torch's intra-op threads on the CPU: one, unless torch runs the encoder here.
+        """Torch's intra-op threads on the CPU while a call is prepared and decoded: one, unless
+        torch runs the encoder here (the aligner gets ``cpu_threads``, as before).
 
-        Torch runs each call's VAD (a small LSTM), log-mel features and aligner: thousands of tiny
-        ops, run for several calls at once by the worker's threads. With two threads each op's
-        OpenMP hand-off costs more than the op once CTranslate2 has run in the process: the VAD of a
-        6 s call took 303 ms against 57 ms with one thread (41 ms with two before the first
+        Torch runs each call's VAD (a small LSTM) and log-mel features: thousands of tiny ops, run
+        for several calls at once by the worker's threads. With two threads each op's OpenMP
+        hand-off costs more than the op once CTranslate2 has run in the process: the VAD of a 6 s
+        call took 303 ms against 57 ms with one thread (41 ms with two before the first
         transcription; ``OMP_WAIT_POLICY=PASSIVE`` makes it 315 ms from the start). One thread
-        took ``bench/throughput.py --calls 48`` (tiny.en, 2 cores) from 1.24 to 1.81 calls/s per
-        call and from 2.07 to 2.26 batched.
+        took ``bench/throughput.py --calls 48`` (tiny.en, 2 cores) from 1.24 to 1.69-1.81 calls/s
+        per call and from 2.07 to 2.26-2.35 batched (two runs).
         """
         if self._encoder_name(config) == "torch":
             return self.cpu_threads  # one large matrix product per window: threads pay off
         return 1
 
-    def _pin_torch_threads(self) -> None:
-        """Give the calling thread ``torch_threads``. Torch's count is an OpenMP setting of each OS
-        thread, and CTranslate2 (whose OpenMP calls land in torch's libgomp) sets its own in the
-        thread that loads a model: a process-wide set once at load does not reach every thread."""
+    def _pin_torch_threads(self, count: int | None = None) -> None:
+        """Give the calling thread ``count`` torch threads (default ``torch_threads``; nothing off
+        the CPU). Torch's count is an OpenMP setting of each OS thread, and CTranslate2 (whose
+        OpenMP calls land in torch's libgomp) sets its own in the thread that loads a model: a
+        process-wide set once at load does not reach every thread."""
         if self.torch_threads is None:
             return
         import torch
 
-        if torch.get_num_threads() != self.torch_threads:
-            torch.set_num_threads(self.torch_threads)
+        want = count or self.torch_threads
+        if torch.get_num_threads() != want:
+            torch.set_num_threads(want)
 
     def _encoder_name(self, config: EngineConfig) -> str:
         """auto: PyTorch's encoder on CUDA (CTranslate2's spends half its time in one softmax kernel
@@ -225,6 +228,8 @@ class WhisperXEngine:
             prompt = initial_prompt or options.initial_prompt
             out = self._run_radio(samples, language, prompt, options, tuple(glossary), priority)
         score = confidence(out.segments)
+        if self.config.align:
+            self._pin_torch_threads(self.cpu_threads)  # wav2vec2's products gain from threads
         segments, aligned, note = self._aligner.align(
             out.segments, samples, out.language, enabled=self.config.align, models_dir=self.config.models_dir
         )
@@ -308,7 +313,7 @@ class WhisperXEngine:
         Until its windows reach the shared batcher the call is expected there, so a batch that is
         not full waits for it (``max_prepare_wait_ms``)."""
         batcher = self._batches.get(self.config)
-        expected = batcher.expect() if batcher is not None else None
+        expected = batcher.expect(priority) if batcher is not None else None
         try:
             prepared = self._prepare(samples, options)
             chunks = prepared.chunks

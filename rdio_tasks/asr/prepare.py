@@ -118,7 +118,7 @@ def _start_child(device: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    vad_device = torch.device(device)  # a bad device fails here, before whisperx's imports (seconds)
+    vad_device = torch.device(device)  # a malformed device fails here, before whisperx's imports
     from rdio_tasks.asr.loader import route_whisperx_logging
 
     route_whisperx_logging()
