@@ -146,6 +146,7 @@ def stage_costs(engine, calls: list, files: int = 16) -> dict[str, float]:  # ty
         decode_audio(path)
     totals["decode_file"] = (time.perf_counter() - start) / len(paths) * 1000
     pipeline = engine._pipeline  # the loaded pipeline: the same objects transcribe() uses
+    engine._pin_torch_threads()  # the torch threads transcribe() prepares a call with
     for audio in calls:
         t0 = time.perf_counter()
         prepared, _ = radio.prepare_audio(audio, options)
