@@ -29,7 +29,10 @@ class EventHub:
         self.factory = factory
         self.latest = 0
         self.closing = asyncio.Event()
-        self._changed = asyncio.Condition()
+        # Set and replaced on each change. Not an asyncio.Condition: on Python 3.11 a stream whose
+        # client left while wait_for(Condition.wait_for(...)) re-acquired the lock raised "cannot
+        # wait on un-acquired lock" (an unhandled-error traceback in the server log, seen in CI).
+        self._changed = asyncio.Event()
         self._listeners = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -43,11 +46,13 @@ class EventHub:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._poll(), name="events-poll")
         try:
-            async with self._changed:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while not (self.latest > seen or self.closing.is_set()):
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: self.latest > seen or self.closing.is_set()), timeout
-                    )
+                    await asyncio.wait_for(self._changed.wait(), remaining)
             return self.latest > seen and not self.closing.is_set()
         finally:
             self._listeners -= 1
@@ -61,13 +66,16 @@ class EventHub:
                 latest = self.latest
             if latest != self.latest:
                 self.latest = latest
-                async with self._changed:
-                    self._changed.notify_all()
+                self._notify()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.closing.wait(), POLL_SECONDS)
 
     async def close(self) -> None:
         """Server shutdown: end every stream now instead of holding the graceful timeout."""
         self.closing.set()
-        async with self._changed:
-            self._changed.notify_all()
+        self._notify()
+
+    def _notify(self) -> None:
+        """Wake every waiting stream; later waits use a fresh event."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()

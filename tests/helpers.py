@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,8 +81,14 @@ class ServerProcess:
         return self
 
     def stop(self) -> int | None:
+        """SIGTERM (the graceful path under test), SIGKILL after 15 s; then no process the server
+        started is left: a parent killed before its Hypercorn child ended would orphan it."""
         if self.proc is None:
             return None
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -89,6 +96,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            child.kill()
         return self.proc.returncode
 
     def log(self) -> str:
