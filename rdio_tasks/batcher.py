@@ -128,12 +128,21 @@ class DynamicBatcher:
 
     def submit(self, key: Hashable, payload: Any, priority: int = 3) -> concurrent.futures.Future:
         item = _Item(key, payload, priority)
+        self._enqueue(key, [item])
+        return item.future
+
+    def _enqueue(self, key: Hashable, items: list[_Item], expected: Expected | None = None) -> None:
+        """Queue ``items`` under ``key``, withdrawing ``expected`` in the same locked step."""
+        if expected is not None and expected._batcher is not self:
+            expected.done()  # another batcher's (rebuilt since): withdrawn there
+            expected = None
         with self._cond:
+            if expected is not None:
+                self._release(expected)
             if self._closed:
                 raise RuntimeError("batcher is closed")
-            self._waiting.setdefault(key, []).append(item)
+            self._waiting.setdefault(key, []).extend(items)
             self._cond.notify()
-        return item.future
 
     def expect(self, priority: int = 3) -> Expected:
         """Say that this caller will submit items of ``priority`` soon; pass the result to
@@ -157,16 +166,7 @@ class DynamicBatcher:
         arrive: the inference thread sees the caller as expected or its items as waiting, never
         neither."""
         items = [_Item(key, p, priority) for p in payloads]
-        if expected is not None and expected._batcher is not self:
-            expected.done()  # another batcher's (rebuilt since): withdrawn there
-            expected = None
-        with self._cond:
-            if expected is not None:
-                self._release(expected)
-            if self._closed:
-                raise RuntimeError("batcher is closed")
-            self._waiting.setdefault(key, []).extend(items)
-            self._cond.notify()
+        self._enqueue(key, items, expected)
         return [it.future.result() for it in items]
 
     def close(self) -> None:
