@@ -15,13 +15,15 @@ JSON line.
 
 On a shared machine the wall-clock figures follow the other processes' load; CPU ms per call does
 not (much): compare runs by it, and compare wall-clock figures only within one run at a low load.
-On 2 CPU cores the batched path gains by keeping both cores busy (per-call decoding uses about
-1.15), not by spending less CPU per call (the encoder's CPU time per 30 s window does not fall
-with the batch on a CPU), so the ratio is bounded near 1.75x there.
+On 2 CPU cores the batched path gains by keeping both cores busy, not by spending less CPU per
+call (the encoder's CPU time per 30 s window does not fall with the batch on a CPU), so the ratio
+is bounded by 2 / (the cores per-call uses): per-call used 1.15 cores on an AMD EPYC (bound near
+1.75x) and, with torch's VAD on one thread, 1.25 on a Xeon with AMX (bound near 1.6x).
 
-With ``--concurrency`` equal to ``--batch-size`` batches fill to about half: the calls of the
-batch in flight are not waiting for the next one, so two halves take turns. Twice as many calls in
-flight as ``--batch-size`` fill them.
+``--batch-size`` and ``--concurrency`` default to a worker's settings (4 and 8). Batches hold
+about half the calls in flight: the calls of the batch in flight are not waiting for the next one,
+so two halves take turns. With ``--concurrency`` equal to ``--batch-size`` they fill to about half;
+with twice as many calls in flight as ``--batch-size`` they fill.
 With ``--matrix-tflops`` (the GPU's measured dense matrix throughput), it also reports the achieved
 fraction of the encoder-bound limit: one 30-second encoder window per chunk, with the encoder FLOPs
 counted from the model's dimensions.
@@ -222,9 +224,12 @@ def main() -> int:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compute-type", default="auto")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-batch-wait-ms", type=float, default=30.0)
+    from rdio_core.settings import TranscriptionSettings
+
+    defaults = TranscriptionSettings()  # a worker's defaults, so the bench measures what users run
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    parser.add_argument("--max-batch-wait-ms", type=float, default=defaults.max_batch_wait_ms)
     parser.add_argument("--plain", action="store_true", help="plain WhisperX pipeline instead of radio")
     parser.add_argument(
         "--matrix-tflops",

@@ -44,7 +44,7 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda
     compute_type: str = "auto"  # auto: float16 on cuda, int8 on cpu
     models_dir: Path | None = None
-    batch_size: int = 8
+    batch_size: int = 4  # the settings default (half of concurrency: what a batch can fill)
     language: str | None = None  # default language; None = detect (multilingual models)
     vad_onset: float = 0.5
     vad_offset: float = 0.363
