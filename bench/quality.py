@@ -13,6 +13,7 @@ words produced on clips that hold no speech, and the real-time factor of each.
     .venv/bin/python bench/quality.py --json --per-clip
     .venv/bin/python bench/quality.py --set beam_size=8 --set vad_pad_seconds=0
     .venv/bin/python bench/quality.py --ablation --models base   # vocoded corpus, each stage off
+    .venv/bin/python bench/quality.py --ablation --models base --stages --shifts 3  # glossary rows
 
 ``--ablation`` runs the vocoded corpus (``tests/corpus/vocoded``, human speech through Codec2 as
 SDRTrunk MP3 and trunk-recorder WAV, plus no-speech calls) through plain WhisperX, the whole radio
@@ -348,8 +349,8 @@ class Score:
     hits: dict[str, set[int]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
 
-    def add(self, clip: Clip, text: str) -> None:
-        key = str(clip.path)
+    def add(self, clip: Clip, text: str, shift: int = 0) -> None:
+        key = f"{clip.path}@{shift}" if shift else str(clip.path)
         self.texts[key] = text
         if clip.reference.strip():
             e, n = word_errors(clip.reference, text)
@@ -378,9 +379,17 @@ def load_glossary(path: Path) -> tuple[str, ...]:
 
 
 def run_ablation(
-    clips: list[Clip], overrides: dict[str, Any], model: str, glossary: tuple[str, ...] = ()
+    clips: list[Clip],
+    overrides: dict[str, Any],
+    model: str,
+    glossary: tuple[str, ...] = (),
+    shifts: int = 1,
+    stages: list[str] | None = None,
 ) -> dict[str, Score]:
     """Plain, the full radio pipeline, and the pipeline with each stage off: one Score each.
+
+    ``stages`` limits the stages switched off (None: all of them); ``shifts`` sums every
+    configuration over that many sub-frame offsets, as :func:`run` does.
 
     With a ``glossary``, two more: the pipeline with the glossary (gated prompt and near-miss
     correction, as a talkgroup's ``transcription.glossary``), and the same terms as an ungated
@@ -392,7 +401,8 @@ def run_ablation(
 
     full = RadioOptions(**overrides)
     engine = WhisperXEngine(EngineConfig(model=model, align=False, radio=full))
-    variants = {name: full.model_copy(update=change) for name, change in STAGES.items()}
+    chosen = STAGES if stages is None else {name: STAGES[name] for name in stages}
+    variants = {name: full.model_copy(update=change) for name, change in chosen.items()}
     scores: dict[str, Score] = {"plain": Score(), "radio": Score()}
     scores.update({name: Score() for name, v in variants.items() if v != full})
     ungated = full.model_copy(update={"glossary_prompt": False})
@@ -400,30 +410,35 @@ def run_ablation(
         scores.update({GLOSSARY_GATED: Score(), GLOSSARY_UNGATED: Score()})
     for n, clip in enumerate(clips, start=1):
         print(f"[{n}/{len(clips)}] {clip.path.name}", file=sys.stderr, flush=True)
-        samples = decode_audio(clip.path)
-        if glossary:
-            gated = engine.transcribe(samples, radio=full, glossary=glossary)
-            scores[GLOSSARY_GATED].add(clip, gated.text)
-            prompt = radio_filters.glossary_prompt(glossary)
-            ungated_text = engine.transcribe(samples, radio=ungated, initial_prompt=prompt).text
-            scores[GLOSSARY_UNGATED].add(clip, ungated_text)
-        scores["plain"].add(clip, engine.transcribe(samples, radio=None).text)
-        result = engine.transcribe(samples, radio=full)
-        scores["radio"].add(clip, result.text)
-        for name, variant in variants.items():
-            if name not in scores:
-                continue
-            if set(STAGES[name]) <= TEXT_ONLY:
-                text = radio_filters.clean(result.raw_segments, variant, prompt=variant.initial_prompt).text
-            else:
-                text = engine.transcribe(samples, radio=variant).text
-            scores[name].add(clip, text)
+        decoded = decode_audio(clip.path)
+        for k in range(shifts):
+            samples = decoded[round(k * SHIFT_SECONDS * 16000) :]
+            if glossary:
+                gated = engine.transcribe(samples, radio=full, glossary=glossary)
+                scores[GLOSSARY_GATED].add(clip, gated.text, k)
+                prompt = radio_filters.glossary_prompt(glossary)
+                ungated_text = engine.transcribe(samples, radio=ungated, initial_prompt=prompt).text
+                scores[GLOSSARY_UNGATED].add(clip, ungated_text, k)
+            scores["plain"].add(clip, engine.transcribe(samples, radio=None).text, k)
+            result = engine.transcribe(samples, radio=full)
+            scores["radio"].add(clip, result.text, k)
+            for name, variant in variants.items():
+                if name not in scores:
+                    continue
+                if set(STAGES[name]) <= TEXT_ONLY:
+                    text = radio_filters.clean(
+                        result.raw_segments, variant, prompt=variant.initial_prompt
+                    ).text
+                else:
+                    text = engine.transcribe(samples, radio=variant).text
+                scores[name].add(clip, text, k)
     engine.close()
     return scores
 
 
-def ablation_table(scores: dict[str, Score]) -> str:
+def ablation_table(scores: dict[str, Score], stages: list[str] | None = None) -> str:
     """Markdown: one row per configuration; per stage the words it saves and costs."""
+    chosen_stages = list(STAGES) if stages is None else stages
     full = scores["radio"]
     header = "| configuration | WER | digit WER | words on no-speech calls | words the stage saves | words it costs |"
     lines = [header, "|---|---|---|---|---|---|"]
@@ -442,7 +457,7 @@ def ablation_table(scores: dict[str, Score]) -> str:
             f"| {label} | {_fmt(score.wer)} ({score.errors}/{score.ref_words}) | {_fmt(score.digit_wer)} "
             f"| {score.junk_words} on {score.junk_clips} | {saves} | {costs} |"
         )
-    skipped = [name for name in STAGES if name not in scores]
+    skipped = [name for name in STAGES if name not in scores and name in chosen_stages]
     if skipped:
         lines.append(f"\nOff by default (nothing to ablate): {', '.join(skipped)}.")
     return "\n".join(lines)
@@ -468,6 +483,14 @@ def main(argv: list[str] | None = None) -> int:
         "--ablation", action="store_true", help="each radio stage off in turn, on the vocoded corpus"
     )
     parser.add_argument(
+        "--stages",
+        nargs="*",
+        choices=list(STAGES),
+        metavar="STAGE",
+        help=f"with --ablation: only these stages off in turn (default all; none: plain, radio and the "
+        f"glossary rows only): {', '.join(STAGES)}",
+    )
+    parser.add_argument(
         "--glossary",
         default=str(VOCODED_MANIFEST.parent / "glossary.txt"),
         help="with --ablation: glossary file (one term a line) for the glossary rows; '' for none",
@@ -482,9 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         for model in args.models:
             glossary = load_glossary(Path(args.glossary)) if args.glossary else ()
-            scores = run_ablation(clips, parse_overrides(args.set), model, glossary)
-            print(f"model {model}, {manifest.relative_to(REPO)}: {len(clips)} clips\n")
-            print(ablation_table(scores))
+            shifts = max(1, args.shifts)
+            scores = run_ablation(clips, parse_overrides(args.set), model, glossary, shifts, args.stages)
+            print(f"model {model}, {manifest.relative_to(REPO)}: {len(clips)} clips x {shifts} shift(s)\n")
+            print(ablation_table(scores, args.stages))
             if args.per_clip:
                 for name, score in scores.items():
                     for key, text in score.texts.items():
