@@ -17,12 +17,14 @@ On a shared machine the wall-clock figures follow the other processes' load; CPU
 not (much): compare runs by it, and compare wall-clock figures only within one run at a low load.
 On 2 CPU cores the batched path gains by keeping both cores busy, not by spending less CPU per
 call (the encoder's CPU time per 30 s window does not fall with the batch on a CPU), so the ratio
-is bounded by 2 / (the cores per-call uses): per-call used 1.15 cores on an AMD EPYC (bound near
-1.75x) and, with torch's VAD on one thread, 1.25 on a Xeon with AMX (bound near 1.6x).
+is bounded by 2 / (the cores per-call uses). With one CTranslate2 worker on two threads,
+per-call used 1.15 cores on an AMD EPYC (bound near 1.75x) and 1.25 on a Xeon with AMX (bound
+near 1.6x); with one worker per core on one thread each (runtime.model_parallelism) it uses
+about one, and batched passes run side by side: 1.80-1.90x on that Xeon.
 
 ``--batch-size`` and ``--concurrency`` default to a worker's settings (4 and 8). Batches hold
-about half the calls in flight: the calls of the batch in flight are not waiting for the next one,
-so two halves take turns. With ``--concurrency`` equal to ``--batch-size`` they fill to about half;
+about half the calls in flight per inference thread: the calls of the batch in flight are not
+waiting for the next one, so two halves take turns. With ``--concurrency`` equal to ``--batch-size`` they fill to about half;
 with twice as many calls in flight as ``--batch-size`` they fill.
 With ``--matrix-tflops`` (the GPU's measured dense matrix throughput), it also reports the achieved
 fraction of the encoder-bound limit: one 30-second encoder window per chunk, with the encoder FLOPs

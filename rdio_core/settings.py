@@ -307,10 +307,10 @@ class TranscriptionSettings(_Strict):
     language: str | None = None
     # Cross-call batching: up to `concurrency` calls in flight per worker process share batches of
     # `batch_size` chunks; the inference thread waits at most `max_batch_wait_ms` for one to fill.
-    # Half of `concurrency`: while a pass runs, its calls are not preparing their next chunk, so a
-    # batch holds about half the calls in flight (3.5 chunks with 8 in flight, at batch size 4 or 8).
-    # On 2 CPU cores batch 4 filled 87% against 43-46% at 8, with the same calls/s (2.69/2.57
-    # against 2.64/2.64, alternated) and 100 MB less memory.
+    # While a pass runs its calls are not preparing their next chunk, so a pass holds about half the
+    # calls in flight per inference thread (3.5 chunks with 8 in flight and one thread, at batch
+    # size 4 or 8). 4 with one thread per core on 2 CPU cores: 3.50/3.56 calls/s (tiny.en) at 48-50%
+    # full; 2 filled 93% at 3.35; 8 filled no better than 4 and took 100 MB more.
     batch_size: int = Field(default=4, ge=1)
     concurrency: int = Field(default=8, ge=1)
     max_batch_wait_ms: float = Field(default=30.0, ge=0)

@@ -108,9 +108,14 @@ class DynamicBatcher:
         max_wait_ms: float = 30.0,
         name: str = "batcher",
         max_expect_ms: float = 0.0,
+        workers: int = 1,
     ):
+        """``workers`` threads each take a batch and run it, so up to that many passes run at once
+        (a model with as many CTranslate2 workers serves them in parallel)."""
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
@@ -120,9 +125,14 @@ class DynamicBatcher:
         # Items wait per key, oldest key first, so one busy key cannot starve another.
         self._waiting: OrderedDict[Hashable, list[_Item]] = OrderedDict()
         self._cond = threading.Condition()
+        self._stats_lock = threading.Lock()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{n}" if workers > 1 else name, daemon=True)
+            for n in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # -- callers ---------------------------------------------------------------------------------
 
@@ -173,7 +183,8 @@ class DynamicBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     # -- inference thread ---------------------------------------------------------------------------
 
@@ -236,7 +247,8 @@ class DynamicBatcher:
         except Exception as exc:
             if is_out_of_memory(exc) and len(batch) > 1:
                 half = len(batch) // 2
-                self.stats.oom_splits += 1
+                with self._stats_lock:
+                    self.stats.oom_splits += 1
                 log.warning(
                     "out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half
                 )
@@ -247,11 +259,13 @@ class DynamicBatcher:
                 for item in batch:
                     self._execute([item])
             else:
-                self.stats.isolated_failures += 1
+                with self._stats_lock:
+                    self.stats.isolated_failures += 1
                 batch[0].future.set_exception(exc)
             return
-        self.stats.batches += 1
-        self.stats.items += len(batch)
-        self.stats.sizes[len(batch)] = self.stats.sizes.get(len(batch), 0) + 1
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.sizes[len(batch)] = self.stats.sizes.get(len(batch), 0) + 1
         for item, result in zip(batch, results, strict=True):
             item.future.set_result(result)

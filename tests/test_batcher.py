@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -232,3 +233,35 @@ def test_a_full_batch_of_another_key_does_not_queue_behind_one_that_waits() -> N
     finally:
         b.close()
     assert lone.result(5) == "k1:1"  # closing takes what waits
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_run_that_many_passes_at_once(workers: int) -> None:
+    """Each worker thread takes a batch of its own: two passes overlap with two workers, never with one."""
+    inside, most, lock = 0, 0, threading.Lock()
+    both = threading.Barrier(2)
+
+    def run_batch(key, payloads):
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both.wait(timeout=1.0)  # a second pass must start while this one runs
+        with lock:
+            inside -= 1
+        return [f"{key}:{p}" for p in payloads]
+
+    b = DynamicBatcher(run_batch, max_batch=1, max_wait_ms=0, workers=workers)
+    try:
+        futures = [b.submit("k", n) for n in range(2)]
+        assert [f.result(10) for f in futures] == ["k:0", "k:1"]
+    finally:
+        b.close()
+    assert most == workers
+    assert b.stats.batches == 2
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        DynamicBatcher(Recorder(), workers=0)

@@ -1,4 +1,4 @@
-"""The engine's side of cross-call batching: one lazily started inference thread per engine.
+"""The engine's side of cross-call batching: lazily started inference threads, one per model worker.
 
 :class:`rdio_tasks.batcher.DynamicBatcher` knows nothing about Whisper; this glue starts it on the
 first radio call with the engine's limits, rebuilds it when those limits change, and reports its
@@ -19,8 +19,9 @@ __all__ = ["SharedBatcher"]
 class SharedBatcher:
     """The inference thread shared by every call of one engine, created on first use."""
 
-    def __init__(self, run_batch: RunBatch) -> None:
+    def __init__(self, run_batch: RunBatch, workers: int = 1) -> None:
         self._run_batch = run_batch
+        self._workers = workers  # passes at once: the model's CTranslate2 workers
         self._batcher: DynamicBatcher | None = None
         self._lock = threading.Lock()
 
@@ -36,6 +37,7 @@ class SharedBatcher:
                     max_wait_ms=config.max_batch_wait_ms,
                     max_expect_ms=config.max_prepare_wait_ms,
                     name="whisper-inference",
+                    workers=self._workers,
                 )
             return self._batcher
 

@@ -49,7 +49,9 @@ class EngineConfig:
     vad_onset: float = 0.5
     vad_offset: float = 0.363
     align: bool = True
-    cpu_threads: int = 0  # CTranslate2's threads; 0 = every CPU this process may use
+    # CTranslate2's threads. 0 = every CPU this process may use: on the CPU as one model worker per
+    # core on one thread each (runtime.model_parallelism), elsewhere as one worker's threads.
+    cpu_threads: int = 0
     # Who runs the audio encoder: CTranslate2, or PyTorch on the same weights (flash attention; see
     # asr/torch_encoder.py). auto = torch on CUDA, CTranslate2 on the CPU (int8 is faster there).
     encoder: str = "auto"

@@ -75,7 +75,7 @@ class WhisperXEngine:
         self._vad_lock = threading.Lock()
         self._aligner = Aligner(self.device)
         self._tokenizers: dict[str, Any] = {}
-        self._batches = SharedBatcher(self._run_batch)
+        self._batches = SharedBatcher(self._run_batch, runtime.model_workers)
         self._prepare_pool: PreparePool | None = None
 
         started = time.perf_counter()
@@ -86,12 +86,13 @@ class WhisperXEngine:
         self.import_ms = (time.perf_counter() - started) * 1000
 
         logger.info(
-            "loading whisper model %s (%s) on %s/%s, %d CPU threads",
+            "loading whisper model %s (%s) on %s/%s, %d model workers of %d threads",
             config.model,
             self.model_path,
             self.device,
             self.compute_type,
-            self.cpu_threads,
+            runtime.model_workers,
+            runtime.model_threads,
         )
         self._pipeline = load_pipeline(asr, config, runtime)
         # English-only checkpoints (*.en) reject language tokens; whisperx only infers

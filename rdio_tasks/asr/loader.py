@@ -67,6 +67,17 @@ def load_pipeline(asr: Any, config: EngineConfig, runtime: Runtime) -> Any:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     try:
+        download_root = str(config.models_dir) if config.models_dir else None
+        # Built here for num_workers, which load_model does not pass on (runtime.model_parallelism).
+        model = asr.WhisperModel(
+            runtime.model_path,
+            device=runtime.device,
+            compute_type=runtime.compute_type,
+            download_root=download_root,
+            local_files_only=hub_offline(),
+            cpu_threads=runtime.model_threads,
+            num_workers=runtime.model_workers,
+        )
         return asr.load_model(
             runtime.model_path,
             runtime.device,
@@ -74,9 +85,10 @@ def load_pipeline(asr: Any, config: EngineConfig, runtime: Runtime) -> Any:
             language=config.language,
             vad_method="pyannote",  # weights ship in the wheel (whisperx/assets/pytorch_model.bin)
             vad_options={"vad_onset": config.vad_onset, "vad_offset": config.vad_offset},
-            download_root=str(config.models_dir) if config.models_dir else None,
+            model=model,
+            download_root=download_root,
             local_files_only=hub_offline(),
-            threads=runtime.cpu_threads,
+            threads=runtime.model_threads,
         )
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         # Only reachable online with a hub id that does not exist: permanent.
