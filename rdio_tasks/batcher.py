@@ -1,8 +1,9 @@
-"""Dynamic batching across calls: many tasks submit work items, one thread runs them in batches.
+"""Dynamic batching across calls: many tasks submit work items, worker threads run them in batches.
 
 Radio calls are mostly 2-15 s, one 30-second Whisper window each, so per-call decoding runs the
-GPU almost empty. Here every in-flight task hands its chunks to a single inference thread (the
-only thread touching the model). That thread takes up to ``max_batch`` waiting items that share
+GPU almost empty. Here every in-flight task hands its chunks to the inference threads: one on a
+GPU, one per CTranslate2 model worker on a CPU (``workers``; rdio_tasks/asr/runtime.py), each
+running its own pass. A thread takes up to ``max_batch`` waiting items that share
 a key (same model, language and decoding options), waiting at most ``max_wait_ms`` for a batch to
 fill, and runs them in one pass. Each caller gets its own result or its own exception:
 
@@ -14,7 +15,8 @@ Items carry their job's priority (1 most urgent .. 5). While less urgent work wa
 urgent items go at once and alone: a live dispatch call does not wait for a batch to fill nor ride
 in a full batch of backfill, whose pass takes as long as its size on a CPU (bench/throughput.py:
 encoder CPU time per window does not fall with the batch there), so it waits for at most the pass
-already running.
+already running. With several workers a less urgent pass may run beside an urgent one on another
+worker: each has its own core, so the urgent pass waits for neither.
 
 A caller that will submit soon (a call whose audio is being conditioned, its speech found, its
 language detected) can say so with :meth:`DynamicBatcher.expect`. While such callers are pending a
@@ -183,8 +185,9 @@ class DynamicBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        deadline = time.monotonic() + 30
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # -- inference thread ---------------------------------------------------------------------------
 
@@ -207,6 +210,8 @@ class DynamicBatcher:
         rest = [it for it in self._waiting.pop(key) if id(it) not in taken]
         if rest:
             self._waiting[key] = rest  # goes to the back: other keys get a turn
+        if self._waiting:
+            self._cond.notify()  # another worker may take what is left (one wake-up per enqueue)
         return batch
 
     def _next_batch(self) -> list[_Item] | None:

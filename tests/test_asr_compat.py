@@ -38,6 +38,7 @@ PUBLIC_SURFACE = [
     ("faster_whisper", "WhisperModel.get_prompt"),
     ("faster_whisper", "WhisperModel.encode"),
     ("whisperx.asr", "load_model"),
+    ("whisperx.asr", "WhisperModel"),
     ("whisperx.audio", "N_SAMPLES"),
     ("whisperx.audio", "log_mel_spectrogram"),
     ("whisperx.vads", "Vad"),

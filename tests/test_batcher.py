@@ -235,9 +235,12 @@ def test_a_full_batch_of_another_key_does_not_queue_behind_one_that_waits() -> N
     assert lone.result(5) == "k1:1"  # closing takes what waits
 
 
+@pytest.mark.parametrize("one_call", [False, True], ids=["two calls", "one call's two windows"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_workers_run_that_many_passes_at_once(workers: int) -> None:
-    """Each worker thread takes a batch of its own: two passes overlap with two workers, never with one."""
+def test_workers_run_that_many_passes_at_once(workers: int, one_call: bool) -> None:
+    """Each worker thread takes a batch of its own: two passes overlap with two workers, never with
+    one, also when one call brings more windows than a batch holds (one enqueue, one wake-up: the
+    thread that takes the first batch wakes the next)."""
     inside, most, lock = 0, 0, threading.Lock()
     both = threading.Barrier(2)
 
@@ -254,8 +257,11 @@ def test_workers_run_that_many_passes_at_once(workers: int) -> None:
 
     b = DynamicBatcher(run_batch, max_batch=1, max_wait_ms=0, workers=workers)
     try:
-        futures = [b.submit("k", n) for n in range(2)]
-        assert [f.result(10) for f in futures] == ["k:0", "k:1"]
+        if one_call:
+            assert b.run("k", [0, 1]) == ["k:0", "k:1"]
+        else:
+            futures = [b.submit("k", n) for n in range(2)]
+            assert [f.result(10) for f in futures] == ["k:0", "k:1"]
     finally:
         b.close()
     assert most == workers

@@ -302,17 +302,18 @@ def test_a_cpu_engine_runs_torch_on_one_thread_in_the_threads_that_transcribe() 
 
 def test_a_cpu_engine_runs_one_model_worker_per_core_on_one_thread_each() -> None:
     """On the CPU a small Whisper's products split badly across threads; one CTranslate2 worker per
-    core (runtime.model_parallelism) lets the batcher run that many passes at once."""
+    core, up to 4 (runtime.model_parallelism), lets the batcher run that many passes at once."""
     from rdio_tasks.asr.runtime import available_cpus, model_parallelism
 
-    cores = available_cpus()
+    workers, _ = model_parallelism(EngineConfig(), "cpu", available_cpus())
     engine = get_engine(EngineConfig(model="tiny.en", device="cpu"))
-    assert engine._pipeline.model.model.num_workers == cores
+    assert engine._pipeline.model.model.num_workers == workers
     batcher = engine._batches.get(engine.config)
-    assert batcher is not None and len(batcher._threads) == cores
+    assert batcher is not None and len(batcher._threads) == workers
     assert engine.transcribe(SPEECH / "librispeech_260.wav").text  # served through those workers
 
-    assert model_parallelism(EngineConfig(), "cpu", 6) == (6, 1)
+    assert model_parallelism(EngineConfig(), "cpu", 2) == (2, 1)
+    assert model_parallelism(EngineConfig(), "cpu", 16) == (4, 4)  # at most 4, the rest as threads
     assert model_parallelism(EngineConfig(cpu_threads=3), "cpu", 3) == (1, 3)  # the user's count
     assert model_parallelism(EngineConfig(encoder="torch"), "cpu", 6) == (1, 6)
     assert model_parallelism(EngineConfig(), "cuda", 6) == (1, 6)

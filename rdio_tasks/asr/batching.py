@@ -17,7 +17,7 @@ __all__ = ["SharedBatcher"]
 
 
 class SharedBatcher:
-    """The inference thread shared by every call of one engine, created on first use."""
+    """The inference threads shared by every call of one engine, created on first use."""
 
     def __init__(self, run_batch: RunBatch, workers: int = 1) -> None:
         self._run_batch = run_batch

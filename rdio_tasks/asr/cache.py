@@ -19,7 +19,7 @@ __all__ = ["clear_engines", "get_engine"]
 
 logger = logging.getLogger(__name__)
 
-_engines: OrderedDict[tuple[str, str, str, int, str], WhisperXEngine] = OrderedDict()
+_engines: OrderedDict[tuple[str, str, str, int, str, int, int], WhisperXEngine] = OrderedDict()
 _engines_lock = threading.Lock()
 
 
@@ -36,7 +36,16 @@ def get_engine(config: EngineConfig | None = None, *, max_models: int = 1) -> Wh
         raise ValueError("max_models must be >= 1")
     config = config or EngineConfig()
     runtime = resolve_runtime(config)
-    key = (runtime.model_path, runtime.device, runtime.compute_type, runtime.cpu_threads, config.encoder)
+    # The model's layout (workers, threads) is set at load: another layout is another engine.
+    key = (
+        runtime.model_path,
+        runtime.device,
+        runtime.compute_type,
+        runtime.cpu_threads,
+        config.encoder,
+        runtime.model_workers,
+        runtime.model_threads,
+    )
     with _engines_lock:
         engine = _engines.get(key)
         if engine is not None:

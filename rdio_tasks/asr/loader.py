@@ -68,11 +68,14 @@ def load_pipeline(asr: Any, config: EngineConfig, runtime: Runtime) -> Any:
 
     try:
         download_root = str(config.models_dir) if config.models_dir else None
+        compute_type = runtime.compute_type
+        if compute_type == "default":  # what load_model would have passed on
+            compute_type = "float16" if runtime.device == "cuda" else "float32"
         # Built here for num_workers, which load_model does not pass on (runtime.model_parallelism).
         model = asr.WhisperModel(
             runtime.model_path,
             device=runtime.device,
-            compute_type=runtime.compute_type,
+            compute_type=compute_type,
             download_root=download_root,
             local_files_only=hub_offline(),
             cpu_threads=runtime.model_threads,

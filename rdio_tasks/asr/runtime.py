@@ -26,8 +26,8 @@ class Runtime:
     cpu_threads: int  # torch's threads where they pay off (the aligner, a torch encoder)
     # CTranslate2's model workers (replicas sharing the weights, each serving one caller at a time)
     # and the threads of each. See :func:`model_parallelism`.
-    model_workers: int = 1
-    model_threads: int = 1
+    model_workers: int
+    model_threads: int
 
 
 def available_cpus() -> int:
@@ -77,15 +77,23 @@ def model_parallelism(config: EngineConfig, device: str, cpu_threads: int) -> tu
     """CTranslate2's (workers, threads per worker) for ``config`` on ``device``.
 
     On the CPU with CTranslate2's encoder and no thread count set: one worker per core, each on one
-    thread. A small Whisper's products are too small to split well across threads (tiny.en int8,
-    2 cores: one call at a time took 680 ms of CPU per call on two threads, 493 ms on one), and
-    the batcher then runs as many passes at once as there are workers: ``bench/throughput.py
-    --calls 48`` went from 2.60 to 3.41 calls/s batched and 1.82 to 1.95 per call, transcripts
-    unchanged. A GPU, a torch encoder or an explicit ``cpu_threads`` keeps one worker.
+    thread, up to ``MAX_CPU_MODEL_WORKERS`` workers that share the cores. A small Whisper's products
+    are too small to split well across threads (tiny.en int8, 2 cores: one call at a time took
+    680 ms of CPU per call on two threads, 493 ms on one), and the batcher runs as many passes at
+    once as there are workers: ``bench/throughput.py --calls 48`` went from 2.60-2.65 to 3.50-3.56
+    calls/s batched, transcripts unchanged. A GPU, a torch encoder or an explicit ``cpu_threads``
+    keeps one worker.
     """
     if device == "cpu" and config.encoder != "torch" and config.cpu_threads == 0:
-        return cpu_threads, 1
+        workers = min(cpu_threads, MAX_CPU_MODEL_WORKERS)
+        return workers, max(1, cpu_threads // workers)
     return 1, cpu_threads
+
+
+MAX_CPU_MODEL_WORKERS = 4
+"""Passes at once on a CPU. Measured on 2 cores only; the cap keeps a many-core box's workers fed
+by the default 8 calls in flight (a pass holds about half of its share) and gives each the rest of
+the cores as threads."""
 
 
 def resolve_runtime(config: EngineConfig) -> Runtime:
