@@ -60,6 +60,28 @@ def test_glossary_prompt_reaches_speech_windows(engine: WhisperXEngine) -> None:
     assert "glossary" in result.filters and "digits" in result.filters
 
 
+def test_the_glossary_decode_keeps_the_calls_priority(engine: WhisperXEngine) -> None:
+    """Both decodes of a backfill call reach the batcher at its priority (5), not a live call's."""
+    batcher = engine._batches.get(engine.config)
+    assert batcher is not None
+    seen: list[int] = []
+    run = batcher.run
+
+    def spy(key, payloads, priority=3, expected=None):
+        seen.append(priority)
+        return run(key, payloads, priority, expected)
+
+    batcher.run = spy
+    try:
+        result = engine.transcribe(
+            CORPUS / "audio" / "librispeech_260_fade.wav", glossary=GLOSSARY, priority=5
+        )
+    finally:
+        del batcher.run
+    assert any(seg.get("glossary_prompt") for seg in result.raw_segments)  # the second decode ran
+    assert len(seen) >= 2 and set(seen) == {5}, seen
+
+
 def test_radio_vad_knobs_decide_the_windows(engine: WhisperXEngine) -> None:
     from rdio_tasks.radio import RadioOptions
 

@@ -332,7 +332,7 @@ class WhisperXEngine:
         cleaned = radio.clean(raw_segments, options, prompt=prompt, glossary=glossary)
         if glossary and options.glossary_prompt and cleaned.segments:
             raw_segments, cleaned = self._glossary_pass(
-                prepared, raw_segments, cleaned, lang, prompt, options, glossary
+                prepared, raw_segments, cleaned, lang, prompt, options, glossary, priority
             )
         return Decoded(
             segments=cleaned.segments,
@@ -389,6 +389,7 @@ class WhisperXEngine:
         prompt: str | None,
         options: RadioOptions,
         glossary: tuple[str, ...],
+        priority: int = 3,
     ) -> tuple[list[dict[str, Any]], radio.CleanResult]:
         """Decode the windows kept as speech again with the glossary as the prompt (the gate).
 
@@ -405,6 +406,7 @@ class WhisperXEngine:
             language,
             gloss_prompt,
             options,
+            priority,  # the call's own: a backfill call's second decode must not jump live calls
         )
         merged = list(raw_segments)
         for i, seg in zip(kept, redo, strict=True):
