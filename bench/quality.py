@@ -153,6 +153,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def shifted(samples: Any, shift: int) -> Any:
+    """The clip starting ``shift`` sub-frame offsets later (see ``--shifts``)."""
+    return samples[round(shift * SHIFT_SECONDS * 16000) :]
+
+
 def run(clips: list[Clip], shifts: int, overrides: dict[str, Any], per_clip: bool, model: str) -> Report:
     from rdio_tasks.asr import EngineConfig, RadioOptions, WhisperXEngine
     from rdio_tasks.audio_decode import decode_audio
@@ -168,7 +173,7 @@ def run(clips: list[Clip], shifts: int, overrides: dict[str, Any], per_clip: boo
     for clip in clips:
         samples = decode_audio(clip.path)
         for k in range(shifts):
-            audio = samples[round(k * SHIFT_SECONDS * 16000) :]
+            audio = shifted(samples, k)
             for mode in MODES:
                 result = engine.transcribe(audio, radio=options[mode])
                 tally = report.tallies[clip.subset].setdefault(mode, Tally())
@@ -412,7 +417,7 @@ def run_ablation(
         print(f"[{n}/{len(clips)}] {clip.path.name}", file=sys.stderr, flush=True)
         decoded = decode_audio(clip.path)
         for k in range(shifts):
-            samples = decoded[round(k * SHIFT_SECONDS * 16000) :]
+            samples = shifted(decoded, k)
             if glossary:
                 gated = engine.transcribe(samples, radio=full, glossary=glossary)
                 scores[GLOSSARY_GATED].add(clip, gated.text, k)

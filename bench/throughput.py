@@ -24,8 +24,9 @@ about one, and batched passes run side by side: 1.80-1.90x on that Xeon.
 
 ``--batch-size`` and ``--concurrency`` default to a worker's settings (4 and 8). Batches hold
 about half the calls in flight per inference thread: the calls of the batch in flight are not
-waiting for the next one, so two halves take turns. With ``--concurrency`` equal to ``--batch-size`` they fill to about half;
-with twice as many calls in flight as ``--batch-size`` they fill.
+waiting for the next one, so two halves take turns. With ``--concurrency`` equal to
+``--batch-size`` they fill to about half; with twice as many calls in flight as ``--batch-size``
+they fill.
 With ``--matrix-tflops`` (the GPU's measured dense matrix throughput), it also reports the achieved
 fraction of the encoder-bound limit: one 30-second encoder window per chunk, with the encoder FLOPs
 counted from the model's dimensions.

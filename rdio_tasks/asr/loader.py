@@ -67,7 +67,6 @@ def load_pipeline(asr: Any, config: EngineConfig, runtime: Runtime) -> Any:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     try:
-        download_root = str(config.models_dir) if config.models_dir else None
         compute_type = runtime.compute_type
         if compute_type == "default":  # what load_model would have passed on
             compute_type = "float16" if runtime.device == "cuda" else "float32"
@@ -76,22 +75,20 @@ def load_pipeline(asr: Any, config: EngineConfig, runtime: Runtime) -> Any:
             runtime.model_path,
             device=runtime.device,
             compute_type=compute_type,
-            download_root=download_root,
+            download_root=str(config.models_dir) if config.models_dir else None,
             local_files_only=hub_offline(),
             cpu_threads=runtime.model_threads,
             num_workers=runtime.model_workers,
         )
+        # Given the model, load_model reads only the name (English-only or not), the device (the
+        # VAD's), the language and the VAD options.
         return asr.load_model(
             runtime.model_path,
             runtime.device,
-            compute_type=runtime.compute_type,
             language=config.language,
             vad_method="pyannote",  # weights ship in the wheel (whisperx/assets/pytorch_model.bin)
             vad_options={"vad_onset": config.vad_onset, "vad_offset": config.vad_offset},
             model=model,
-            download_root=download_root,
-            local_files_only=hub_offline(),
-            threads=runtime.model_threads,
         )
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         # Only reachable online with a hub id that does not exist: permanent.

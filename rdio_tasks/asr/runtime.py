@@ -73,6 +73,12 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "default"
 
 
+MAX_CPU_MODEL_WORKERS = 4
+"""Passes at once on a CPU. Measured on 2 cores only; the cap keeps a many-core box's workers fed
+by the default 8 calls in flight (a pass holds about half of its share) and gives each the rest of
+the cores as threads."""
+
+
 def model_parallelism(config: EngineConfig, device: str, cpu_threads: int) -> tuple[int, int]:
     """CTranslate2's (workers, threads per worker) for ``config`` on ``device``.
 
@@ -88,12 +94,6 @@ def model_parallelism(config: EngineConfig, device: str, cpu_threads: int) -> tu
         workers = min(cpu_threads, MAX_CPU_MODEL_WORKERS)
         return workers, max(1, cpu_threads // workers)
     return 1, cpu_threads
-
-
-MAX_CPU_MODEL_WORKERS = 4
-"""Passes at once on a CPU. Measured on 2 cores only; the cap keeps a many-core box's workers fed
-by the default 8 calls in flight (a pass holds about half of its share) and gives each the rest of
-the cores as threads."""
 
 
 def resolve_runtime(config: EngineConfig) -> Runtime:
