@@ -22,11 +22,11 @@ per-call used 1.15 cores on an AMD EPYC (bound near 1.75x) and 1.25 on a Xeon wi
 near 1.6x); with one worker per core on one thread each (runtime.model_parallelism) it uses
 about one, and batched passes run side by side: 1.80-1.90x on that Xeon.
 
-``--batch-size`` and ``--concurrency`` default to a worker's settings (4 and 8). Batches hold
-about half the calls in flight per inference thread: the calls of the batch in flight are not
-waiting for the next one, so two halves take turns. With ``--concurrency`` equal to
-``--batch-size`` they fill to about half; with twice as many calls in flight as ``--batch-size``
-they fill.
+``--batch-size`` and ``--concurrency`` default to a worker's settings (8 in flight, the batch
+sized by them). Batches hold about half the calls in flight per inference thread: the calls of the
+batch in flight are not waiting for the next one, so two halves take turns. So the batch size left
+unset is ``--concurrency`` / (2 x inference threads), which they fill (asr/config.py
+batch_size_for); a larger ``--batch-size`` runs part empty.
 With ``--matrix-tflops`` (the GPU's measured dense matrix throughput), it also reports the achieved
 fraction of the encoder-bound limit: one 30-second encoder window per chunk, with the encoder FLOPs
 counted from the model's dimensions.
@@ -230,7 +230,9 @@ def main() -> int:
     from rdio_core.settings import TranscriptionSettings
 
     defaults = TranscriptionSettings()  # a worker's defaults, so the bench measures what users run
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="default: sized by --concurrency"
+    )
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument("--max-batch-wait-ms", type=float, default=defaults.max_batch_wait_ms)
     parser.add_argument("--plain", action="store_true", help="plain WhisperX pipeline instead of radio")
@@ -274,6 +276,7 @@ def main() -> int:
         device=args.device,
         compute_type=args.compute_type,
         batch_size=args.batch_size,
+        concurrency=args.concurrency,
         cross_call_batching=False,
         max_batch_wait_ms=args.max_batch_wait_ms,
         **({} if args.max_prepare_wait_ms is None else {"max_prepare_wait_ms": args.max_prepare_wait_ms}),
@@ -291,12 +294,13 @@ def main() -> int:
     run(engine, calls[:4], args.concurrency)  # warm the batcher
     batched = run(engine, calls, args.concurrency)
     stats = engine.batch_stats
+    batch_size = engine.batch_size  # the configured size, else sized by --concurrency
     diffs = [wer(a, b) for a, b in zip(per_call["texts"], batched["texts"], strict=True) if a != b]
     ratio = batched["calls_per_s"] / per_call["calls_per_s"]
 
     print(
         f"model {args.model} on {engine.device}/{engine.compute_type} ({engine.encoder} encoder), {len(calls)} calls, "
-        f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {args.batch_size}, "
+        f"{sum(a.shape[0] for a in calls) / 16000:.0f} s of audio, batch_size {batch_size}, "
         f"concurrency {args.concurrency}, {'plain' if args.plain else 'radio'} pipeline, "
         f"{engine.config.prepare_processes} preparation processes, "
         f"batch waits {engine.config.max_batch_wait_ms:g} ms / {engine.config.max_prepare_wait_ms:g} ms for calls in preparation"
@@ -313,10 +317,10 @@ def main() -> int:
             f"{name:<9} {r['calls_per_s']:>8.3f} {r['audio_s_per_s']:>10.2f} {r['cpu_ms_per_call']:>12} "
             f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['peak_rss_mb']:>12} {load:>14}"
         )
-    fill = (stats.get("mean_batch") or 0) / args.batch_size
+    fill = (stats.get("mean_batch") or 0) / batch_size
     print(
         f"batched/per-call ratio: {ratio:.2f}x; mean batch {stats.get('mean_batch')} chunks = "
-        f"{fill:.0%} of batch_size {args.batch_size} (sizes {stats.get('sizes')}); "
+        f"{fill:.0%} of batch_size {batch_size} (sizes {stats.get('sizes')}); "
         f"transcripts differing: {len(diffs)} of {len(calls)}"
         + (f" (max WER diff {max(diffs):.3f})" if diffs else "")
     )
@@ -327,7 +331,7 @@ def main() -> int:
         "encoder": engine.encoder,
         "call_seconds": args.call_seconds,
         "calls": len(calls),
-        "batch_size": args.batch_size,
+        "batch_size": batch_size,
         "concurrency": args.concurrency,
         "prepare_processes": engine.config.prepare_processes,
         "max_prepare_wait_ms": engine.config.max_prepare_wait_ms,

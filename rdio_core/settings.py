@@ -309,9 +309,10 @@ class TranscriptionSettings(_Strict):
     # `batch_size` chunks; the inference thread waits at most `max_batch_wait_ms` for one to fill.
     # While a pass runs its calls are not preparing their next chunk, so a pass holds about half the
     # calls in flight per inference thread (3.5 chunks with 8 in flight and one thread, at batch
-    # size 4 or 8). 4 with one thread per core on 2 CPU cores: 3.50/3.56 calls/s (tiny.en) at 48-50%
-    # full; 2 filled 93% at 3.35; 8 filled no better than 4 and took 100 MB more.
-    batch_size: int = Field(default=4, ge=1)
+    # size 4 or 8). null: concurrency / (2 x inference threads), what they fill
+    # (rdio_tasks/asr/config.py batch_size_for): 2 on 2 CPU cores (one thread per core), 96% full
+    # at the calls/s of 4, which ran 54% full; 4 on a GPU, 32 with concurrency 64. 1: batching off.
+    batch_size: int | None = Field(default=None, ge=1)
     concurrency: int = Field(default=8, ge=1)
     max_batch_wait_ms: float = Field(default=30.0, ge=0)
     # While calls in this process are still being prepared (conditioning, VAD, language), a batch

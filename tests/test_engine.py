@@ -319,6 +319,28 @@ def test_a_cpu_engine_runs_one_model_worker_per_core_on_one_thread_each() -> Non
     assert model_parallelism(EngineConfig(), "cuda", 6) == (1, 6)
 
 
+def test_an_unset_batch_size_is_what_the_calls_in_flight_fill() -> None:
+    """A pass holds about half the calls in flight per inference thread, so an unset batch size is
+    concurrency / (2 x threads): larger batches would run part empty (bench/throughput.py)."""
+    from rdio_tasks.asr.config import batch_size_for
+    from rdio_tasks.asr.runtime import available_cpus, model_parallelism
+
+    workers, _ = model_parallelism(EngineConfig(), "cpu", available_cpus())
+    engine = get_engine(EngineConfig(model="tiny.en", device="cpu", concurrency=12))
+    assert engine.config.batch_size is None and engine.batch_size == max(1, 12 // (2 * workers))
+    batcher = engine._batches.get(engine.config)
+    if engine.batch_size > 1:
+        assert batcher is not None and batcher.max_batch == engine.batch_size
+    else:  # one chunk per pass has nothing to share: the calls decode on their own
+        assert batcher is None
+
+    assert batch_size_for(EngineConfig(), 2) == 2  # the defaults on 2 CPU cores
+    assert batch_size_for(EngineConfig(), 1) == 4  # a GPU: one inference thread
+    assert batch_size_for(EngineConfig(concurrency=64), 1) == 32
+    assert batch_size_for(EngineConfig(concurrency=4), 4) == 1  # too few calls to share a pass
+    assert batch_size_for(EngineConfig(batch_size=6, concurrency=64), 1) == 6  # the user's size
+
+
 def test_lru_eviction_frees_the_old_model() -> None:
     import gc
     import weakref

@@ -79,6 +79,7 @@ def test_engine_config_is_derived_from_the_settings():
         compute_type="int8",
         models_dir="/srv/models",
         batch_size=1,
+        concurrency=6,
         language="en",
         vad_onset=0.4,
         vad_offset=0.3,
@@ -91,7 +92,7 @@ def test_engine_config_is_derived_from_the_settings():
     shared = [
         f.name for f in dataclasses.fields(EngineConfig) if f.name in TranscriptionSettings.model_fields
     ]
-    assert len(shared) == 13 and all(getattr(config, name) == getattr(tx, name) for name in shared)
+    assert len(shared) == 14 and all(getattr(config, name) == getattr(tx, name) for name in shared)
     assert (config.model, config.device, config.compute_type, str(config.models_dir)) == (
         "base.en",
         "cpu",
@@ -100,7 +101,10 @@ def test_engine_config_is_derived_from_the_settings():
     )
     assert (config.batch_size, config.language, config.vad_onset, config.vad_offset) == (1, "en", 0.4, 0.3)
     assert config.cross_call_batching is False and config.max_batch_wait_ms == 5
-    assert config.max_prepare_wait_ms == 250
+    assert config.max_prepare_wait_ms == 250 and config.concurrency == 6
+    # Unset, the batch size is sized by the calls in flight (batch_size_for), and batching is on.
+    unset = EngineConfig.from_settings(TranscriptionSettings())
+    assert unset.batch_size is None and unset.cross_call_batching is True
     assert config.radio == RadioOptions(min_avg_logprob=-1.2)
     # A job's or talkgroup's model and language win over the global ones.
     per_call = EngineConfig.from_settings(tx, model="small.en", language="de")

@@ -2,7 +2,8 @@
 
 :class:`rdio_tasks.batcher.DynamicBatcher` knows nothing about Whisper; this glue starts it on the
 first radio call with the engine's limits, rebuilds it when those limits change, and reports its
-counters for ``engine.batch_stats``. Batching is off when the config says so or ``batch_size`` is 1.
+counters for ``engine.batch_stats``. Batching is off when the config says so or the batch size is 1
+(``batch_size_for``: the configured one, else what the calls in flight fill).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from rdio_tasks.asr.config import EngineConfig
+from rdio_tasks.asr.config import EngineConfig, batch_size_for
 from rdio_tasks.batcher import DynamicBatcher, RunBatch
 
 __all__ = ["SharedBatcher"]
@@ -21,23 +22,24 @@ class SharedBatcher:
 
     def __init__(self, run_batch: RunBatch, workers: int = 1) -> None:
         self._run_batch = run_batch
-        self._workers = workers  # passes at once: the model's CTranslate2 workers
+        self.workers = workers  # passes at once: the model's CTranslate2 workers
         self._batcher: DynamicBatcher | None = None
         self._lock = threading.Lock()
 
     def get(self, config: EngineConfig) -> DynamicBatcher | None:
         """The running batcher for ``config``'s limits (None: batching off)."""
-        if not config.cross_call_batching or config.batch_size <= 1:
+        size = batch_size_for(config, self.workers)
+        if not config.cross_call_batching or size <= 1:
             return None
         with self._lock:
             if self._batcher is None:
                 self._batcher = DynamicBatcher(
                     self._run_batch,
-                    max_batch=config.batch_size,
+                    max_batch=size,
                     max_wait_ms=config.max_batch_wait_ms,
                     max_expect_ms=config.max_prepare_wait_ms,
                     name="whisper-inference",
-                    workers=self._workers,
+                    workers=self.workers,
                 )
             return self._batcher
 

@@ -16,7 +16,7 @@ from rdio_tasks.radio import RadioOptions
 if TYPE_CHECKING:
     from rdio_core.settings import TranscriptionSettings
 
-__all__ = ["DEVICES", "ENCODERS", "SAMPLE_RATE", "EngineConfig", "radio_options"]
+__all__ = ["DEVICES", "ENCODERS", "SAMPLE_RATE", "EngineConfig", "batch_size_for", "radio_options"]
 
 SAMPLE_RATE = 16000  # whisperx.audio.SAMPLE_RATE; duplicated to avoid importing whisperx
 DEVICES = ("auto", "cpu", "cuda")
@@ -44,7 +44,9 @@ class EngineConfig:
     device: str = "auto"  # auto | cpu | cuda
     compute_type: str = "auto"  # auto: float16 on cuda, int8 on cpu
     models_dir: Path | None = None
-    batch_size: int = 4  # the settings default (half of concurrency: what a batch can fill)
+    # Chunks per model pass; None: what the calls in flight fill (batch_size_for).
+    batch_size: int | None = None
+    concurrency: int = 8  # calls in flight in this worker process (the settings default)
     language: str | None = None  # default language; None = detect (multilingual models)
     vad_onset: float = 0.5
     vad_offset: float = 0.363
@@ -76,8 +78,10 @@ class EngineConfig:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1 (or None: sized by concurrency)")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
         if not (0 < self.vad_onset < 1 and 0 < self.vad_offset < 1):
             raise ValueError("vad_onset and vad_offset must be between 0 and 1")
         if self.cpu_threads < 0:
@@ -100,9 +104,25 @@ class EngineConfig:
         """
         values = {f.name: getattr(tx, f.name) for f in fields(cls) if f.name in type(tx).model_fields}
         values.update(
-            model=model or tx.model, language=language or tx.language, cross_call_batching=tx.batch_size > 1
+            model=model or tx.model, language=language or tx.language, cross_call_batching=tx.batch_size != 1
         )
         return cls(**values)
+
+
+def batch_size_for(config: EngineConfig, inference_threads: int) -> int:
+    """``config.batch_size``, else the largest batch the calls in flight fill: ``concurrency`` /
+    (2 x ``inference_threads``), at least 1.
+
+    A pass holds about half the calls in flight per inference thread: the calls of the pass under
+    way are not preparing their next chunk (bench/throughput.py). A batch sized for more runs half
+    empty. On 2 CPU cores (two inference threads, 8 calls in flight) this gives 2. In
+    ``bench/throughput.py --calls 96`` (AMD EPYC, tiny.en) batches of 2 were 96% full at 2.70 /
+    2.84 calls/s; batches of 4 were 53-54% full at 2.71 / 2.70 calls/s and held 200-270 MB more.
+    A GPU (one inference thread) gets 4 with 8 in flight, 32 with ``concurrency: 64``.
+    """
+    if config.batch_size is not None:
+        return config.batch_size
+    return max(1, config.concurrency // (2 * max(1, inference_threads)))
 
 
 def radio_options(value: Any) -> RadioOptions | None:

@@ -35,7 +35,7 @@ from rdio_tasks import radio
 from rdio_tasks.asr import compat, decode
 from rdio_tasks.asr.align import Aligner
 from rdio_tasks.asr.batching import SharedBatcher
-from rdio_tasks.asr.config import SAMPLE_RATE, EngineConfig, radio_options
+from rdio_tasks.asr.config import SAMPLE_RATE, EngineConfig, batch_size_for, radio_options
 from rdio_tasks.asr.language import detect_encoded, detect_language, fixed_language
 from rdio_tasks.asr.loader import import_whisperx_asr, load_pipeline
 from rdio_tasks.asr.prepare import Prepared, PreparePool, VadParams, prepare
@@ -173,9 +173,20 @@ class WhisperXEngine:
             self.config = config
             if self._pipeline is not None:
                 compat.set_vad_thresholds(self._pipeline, config.vad_onset, config.vad_offset)
-        limits = ("batch_size", "max_batch_wait_ms", "max_prepare_wait_ms", "cross_call_batching")
+        limits = (
+            "batch_size",
+            "concurrency",
+            "max_batch_wait_ms",
+            "max_prepare_wait_ms",
+            "cross_call_batching",
+        )
         if any(getattr(old, name) != getattr(config, name) for name in limits):
             self._batches.close()  # rebuilt with the new limits on the next call
+
+    @property
+    def batch_size(self) -> int:
+        """Chunks per model pass: the configured size, else what the calls in flight fill."""
+        return batch_size_for(self.config, self._batches.workers)
 
     def _fixed_language(self, language: str | None) -> str | None:
         """Language to decode with, if known without detection."""
@@ -293,7 +304,7 @@ class WhisperXEngine:
         if initial_prompt:
             pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
         try:
-            raw = pipeline.transcribe(samples, batch_size=self.config.batch_size, language=lang)
+            raw = pipeline.transcribe(samples, batch_size=self.batch_size, language=lang)
         finally:
             pipeline.options = saved_options
         segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
@@ -508,7 +519,7 @@ class WhisperXEngine:
             )
             decoded = batcher.run(key, windows, priority, expected)
         else:
-            batch = max(1, self.config.batch_size)
+            batch = self.batch_size
             decoded = []
             for first in range(0, len(windows), batch):
                 decoded += decode.generate(
