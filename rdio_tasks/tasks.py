@@ -209,7 +209,11 @@ def run_engine(
     tx = ctx.settings.transcription
     resolved = tx.resolve(call.system_id, call.talkgroup)
     language = job.language or resolved.language
-    engine = get_engine(EngineConfig.from_settings(tx, job.model or resolved.model, language))
+    engine = get_engine(
+        EngineConfig.from_settings(
+            tx, job.model or resolved.model, language, TranscribeTask.worker.calls_at_once
+        )
+    )
     return engine.transcribe(
         audio,
         language=language,
@@ -269,10 +273,13 @@ def worker_id(hostname: str | None) -> str:
 class WorkerState:
     """What this worker process knows about itself, learnt from Celery's signals: its node name
     (``-n``, learnt in the main process before any fork), the device its preloaded model runs on
-    ("auto" resolved) and its heartbeat (rdio_core.workers: renews its jobs' leases, writes its
-    registry row). Held by :class:`TranscribeTask`; a forked child has its own copy."""
+    ("auto" resolved), the calls it runs at once (``-c`` for a threads pool, else
+    ``transcription.concurrency``; 1 in a prefork child), which size its batches, and its heartbeat
+    (rdio_core.workers: renews its jobs' leases, writes its registry row). Held by
+    :class:`TranscribeTask`; a forked child has its own copy."""
 
     node_name: str | None = None
+    calls_at_once: int | None = None
     device: str | None = None
     heartbeat: workers.Heartbeat | None = None
 
@@ -367,7 +374,9 @@ def _sweep_fetch_spool(**_: Any) -> None:
 
 @signals.worker_process_init.connect
 def _preload_prefork_child(**_: Any) -> None:
-    """Prefork pool: load the model in each child, after the fork (never in the parent)."""
+    """Prefork pool: load the model in each child, after the fork (never in the parent). A child
+    runs one call at a time: nothing to batch across."""
+    TranscribeTask.worker.calls_at_once = 1
     TranscribeTask.worker.start_heartbeat()
     _preload()
 
@@ -378,17 +387,30 @@ def _preload_threads(sender: Any = None, **_: Any) -> None:
     forks after this, so the model is loaded here, before the first message is taken."""
     TranscribeTask.worker.node_name = getattr(sender, "hostname", None)
     _warn_tones_unconsumed()
-    pool = getattr(sender, "pool_cls", "") if sender is not None else ""
-    name = (
-        pool
-        if isinstance(pool, str)
-        else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
-    )
+    name = pool_name(sender)
     if "thread" in name or "solo" in name:
+        TranscribeTask.worker.calls_at_once = calls_at_once(sender)
         # The model first: a registry row means a worker that can take a call now, which is what
         # `rdio-api up` waits for before saying it is up and what /ready reports.
         _preload()
         TranscribeTask.worker.start_heartbeat()
+
+
+def pool_name(sender: Any) -> str:
+    """The worker's pool class as a dotted name (``-P``, or celeryconfig's ``worker_pool``)."""
+    pool = getattr(sender, "pool_cls", "") if sender is not None else ""
+    if isinstance(pool, str):
+        return pool
+    return f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
+
+
+def calls_at_once(sender: Any) -> int | None:
+    """Calls a threads or solo worker runs at once: its pool's size (``-c`` wins over
+    ``transcription.concurrency``), 1 for solo; None when unknown (the setting holds)."""
+    if "solo" in pool_name(sender):
+        return 1
+    size = getattr(sender, "concurrency", None)
+    return size if isinstance(size, int) and size > 0 else None
 
 
 @signals.worker_shutdown.connect
@@ -431,8 +453,18 @@ def _preload() -> None:
     try:
         from rdio_tasks.asr import EngineConfig, get_engine
 
-        engine = get_engine(EngineConfig.from_settings(ctx.settings.transcription))
+        engine = get_engine(
+            EngineConfig.from_settings(
+                ctx.settings.transcription, concurrency=TranscribeTask.worker.calls_at_once
+            )
+        )
         TranscribeTask.worker.model_loaded(engine.device)
-        log.info("worker %s: model %s loaded and warm", os.getpid(), ctx.settings.transcription.model)
+        log.info(
+            "worker %s: model %s loaded and warm; %s calls at once, batches of up to %d",
+            os.getpid(),
+            ctx.settings.transcription.model,
+            engine.config.concurrency,
+            engine.batch_size,
+        )
     except Exception:  # a bad model is reported per job with a clear error, not by killing the pool
         log.exception("worker %s: could not preload model %s", os.getpid(), ctx.settings.transcription.model)

@@ -112,3 +112,23 @@ def test_engine_config_is_derived_from_the_settings():
     # Switched off in the settings: the plain pipeline, one spelling (None) inside the engine.
     plain = EngineConfig.from_settings(TranscriptionSettings(radio={"enabled": False, "beam_size": 2}))
     assert plain.radio is None
+
+
+def test_a_worker_sizes_its_batches_by_the_calls_it_runs_at_once() -> None:
+    """``-c`` wins over ``transcription.concurrency`` (the threads pool's real size); the solo pool
+    runs one call at a time, so its batches are single chunks (batching off)."""
+    from types import SimpleNamespace
+
+    from celery.concurrency.thread import TaskPool
+
+    from rdio_tasks.asr.config import batch_size_for
+    from rdio_tasks.tasks import calls_at_once
+
+    assert calls_at_once(SimpleNamespace(pool_cls=TaskPool, concurrency=64)) == 64
+    assert calls_at_once(SimpleNamespace(pool_cls="solo", concurrency=8)) == 1
+    assert calls_at_once(None) is None
+    tx = TranscriptionSettings(concurrency=8)
+    assert EngineConfig.from_settings(tx).concurrency == 8
+    started_with_c64 = EngineConfig.from_settings(tx, concurrency=64)
+    assert started_with_c64.concurrency == 64 and batch_size_for(started_with_c64, 1) == 32
+    assert batch_size_for(EngineConfig.from_settings(tx, concurrency=1), 1) == 1

@@ -95,17 +95,24 @@ class EngineConfig:
 
     @classmethod
     def from_settings(
-        cls, tx: TranscriptionSettings, model: str | None = None, language: str | None = None
+        cls,
+        tx: TranscriptionSettings,
+        model: str | None = None,
+        language: str | None = None,
+        concurrency: int | None = None,
     ) -> EngineConfig:
         """The worker's config from ``transcription`` settings: every field named like a setting
         takes the setting's value (a new one flows through without a second list to update);
         ``model``/``language`` override the global ones for one call (a job's or a talkgroup's
-        choice). Cross-call batching follows ``batch_size``: one chunk per pass has nothing to share.
+        choice), ``concurrency`` the setting when the worker runs another count (``-c``). Cross-call
+        batching follows ``batch_size``: one chunk per pass has nothing to share.
         """
         values = {f.name: getattr(tx, f.name) for f in fields(cls) if f.name in type(tx).model_fields}
         values.update(
             model=model or tx.model, language=language or tx.language, cross_call_batching=tx.batch_size != 1
         )
+        if concurrency is not None:
+            values["concurrency"] = concurrency
         return cls(**values)
 
 
