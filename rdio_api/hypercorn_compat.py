@@ -34,6 +34,13 @@ as it has queued it for the app, and closes nothing on abuse. ``RdioH2Protocol``
   list limit: h2 alone keeps 64 of them (up to 1 MiB) per block before it refuses (the 2024
   CONTINUATION floods).
 ``tests/test_h2_limits.py`` runs these on the real server and checks the internals they rely on.
+
+Shutdown: Hypercorn closes every idle connection the moment it stops, and a connection accepted
+just before then whose request has not arrived yet counts as idle. Its client had connected to a
+live server and sends its upload into a closed socket: a refused call (1 of 70 in a
+``systemctl restart`` test under load). ``install()`` gives such a connection, and only such a
+connection (no request yet on it), ``FIRST_REQUEST_GRACE_SECONDS`` for its request to start; it is
+then served like any request in flight at shutdown (``tests/test_restart.py``).
 """
 
 from __future__ import annotations
@@ -47,9 +54,11 @@ from typing import Any
 import h2.errors
 import h2.events
 import h2.exceptions
+import h11
 import hypercorn.protocol
 from h2.frame_buffer import FrameBuffer
 from hypercorn.asyncio.task_group import TaskGroup
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.events import Body, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
@@ -82,6 +91,9 @@ CONTROL_EVENTS = (
 MAX_CONTINUATIONS = 32
 # After GOAWAY, how long the server keeps reading (and dropping) so the client can read the answer.
 GOAWAY_GRACE_SECONDS = 1.0
+# How long a connection accepted just before shutdown may take to start its request. A client sends
+# it right after connecting (milliseconds); the wait ends as soon as it starts.
+FIRST_REQUEST_GRACE_SECONDS = 2.0
 CONNECTION_EXTENSION = "rdio.connection"
 """scope["extensions"] key: an id of the connection a request came on (per-connection budgets)."""
 
@@ -265,8 +277,38 @@ def _protocol_of(send: Any) -> tuple[Any, int | None]:
     return protocol, getattr(stream, "stream_id", None)
 
 
+def _awaiting_first_request(server: TCPServer) -> bool:
+    """An HTTP/1.1 connection whose first request has not arrived yet (h11 learns the client's
+    HTTP version from its first request line)."""
+    protocol = getattr(getattr(server, "protocol", None), "protocol", None)
+    connection = getattr(protocol, "connection", None)
+    return isinstance(connection, h11.Connection) and connection.their_http_version is None
+
+
+def _install_first_request_grace() -> None:
+    original = TCPServer._idle_timeout
+    if getattr(original, _PATCHED, False):
+        return
+
+    async def idle_timeout(self: TCPServer) -> None:
+        if not _awaiting_first_request(self):
+            await original(self)
+            return
+        try:  # the deadline for a new connection's headers, as Hypercorn times it
+            await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
+        except TimeoutError:
+            pass
+        else:  # the server stops: this request is on its way. Its start cancels this task.
+            await asyncio.sleep(FIRST_REQUEST_GRACE_SECONDS)
+        await asyncio.shield(self._initiate_server_close())
+
+    setattr(idle_timeout, _PATCHED, True)
+    TCPServer._idle_timeout = idle_timeout  # type: ignore[method-assign]
+
+
 def install() -> None:
     hypercorn.protocol.H2Protocol = RdioH2Protocol  # type: ignore[misc]
+    _install_first_request_grace()
     original = TaskGroup.spawn_app
     if getattr(original, _PATCHED, False):
         return

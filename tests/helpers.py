@@ -135,6 +135,23 @@ def raw_request(
     timeout: float = 10.0,
 ) -> tuple[str, dict[str, str], bytes]:
     """Send one HTTP/1.1 request the way SDRTrunk's JDK client does; return (status line, headers, body)."""
+    request = sdrtrunk_request(port, body, path, h2c_upgrade, content_type, content_length)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        if content_length is not None and content_length > len(body):
+            sock.shutdown(socket.SHUT_WR)
+        return read_response(sock)
+
+
+def sdrtrunk_request(
+    port: int,
+    body: bytes,
+    path: str = "/api/call-upload",
+    h2c_upgrade: bool = True,
+    content_type: str = f"multipart/form-data; boundary={SDRTRUNK_BOUNDARY}",
+    content_length: int | None = None,
+) -> bytes:
+    """The bytes of one HTTP/1.1 request as SDRTrunk's JDK client writes it."""
     head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     if h2c_upgrade:
         head += [
@@ -147,28 +164,29 @@ def raw_request(
         "User-Agent: Java-http-client/21.0.5",
         f"Content-Type: {content_type}",
     ]
-    request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        if content_length is not None and content_length > len(body):
-            sock.shutdown(socket.SHUT_WR)
-        data = bytearray()
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        header_blob, _, rest = bytes(data).partition(b"\r\n\r\n")
-        lines = header_blob.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        body_out = bytearray(rest)
-        while len(body_out) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            body_out += chunk
-        return lines[0], headers, bytes(body_out)
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def read_response(sock: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """(status line, headers, body) of one HTTP/1.1 response; an empty status line when the server
+    closed the connection without answering."""
+    data = bytearray()
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    header_blob, _, rest = bytes(data).partition(b"\r\n\r\n")
+    lines = header_blob.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    body_out = bytearray(rest)
+    while len(body_out) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body_out += chunk
+    return lines[0], headers, bytes(body_out)
 
 
 def sweeps_after(base_url: str, key: str, after: datetime, passes: int = 1, timeout: float = 30.0) -> dict:

@@ -343,3 +343,10 @@ def test_the_hypercorn_and_h2_internals_relied_on_are_still_there():
     assert "acknowledge_received_data" in inspect.getsource(H2Protocol._handle_events)
     assert "_update_header_buffer" in inspect.getsource(FrameBuffer)
     assert "self._get()" in inspect.getsource(asyncio.Queue.get_nowait)
+    # The shutdown grace for a connection whose first request is on its way (test_restart.py).
+    import h11
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    assert getattr(TCPServer._idle_timeout, "_rdio_releases_finished_apps", False)
+    assert "_initiate_server_close" in inspect.getsource(TCPServer)
+    assert h11.Connection(h11.SERVER).their_http_version is None

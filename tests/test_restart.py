@@ -19,8 +19,18 @@ from sqlalchemy import inspect
 from rdio_api.cli import build_parser
 from rdio_core import db
 from tests.conftest import UPLOAD_KEY, base_config
-from tests.helpers import REPO, ServerProcess, wait_http, wait_until
+from tests.helpers import (
+    REPO,
+    ServerProcess,
+    clip,
+    read_response,
+    sdrtrunk_body,
+    sdrtrunk_request,
+    wait_http,
+    wait_until,
+)
 from tests.test_spool import QUEUED, assert_every_call_stored
+from tests.test_upload import sdrtrunk_fields
 from tests.upload_stream import UploadStream
 
 
@@ -180,6 +190,37 @@ def test_socket_activation_full_restart_refuses_no_upload(tmp_path: Path) -> Non
         proc.terminate()
         proc.wait(60)
         sock.close()
+
+
+def test_a_connection_accepted_as_the_server_stops_gets_its_answer(tmp_path: Path) -> None:
+    """A client that connected just before a stop writes its upload after the stop began. Hypercorn
+    counted such a connection as idle and closed it unanswered, a refused call; it is served."""
+    url = f"sqlite:///{tmp_path / 'rdio.db'}"
+    config = base_config(tmp_path / "data", url, transcription=QUEUED)
+    config["server"] = {"handoff_drain_seconds": 0}
+    server = ServerProcess(tmp_path, config).start()
+    child = psutil.Process(server_child(server))
+    body = sdrtrunk_body(sdrtrunk_fields(812), clip("speech_sdrtrunk.mp3"))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            me = sock.getsockname()
+            wait_until(
+                lambda: any(c.raddr and tuple(c.raddr) == me for c in child.net_connections("tcp")),
+                10,
+                "the server accepted the connection",
+            )
+            child.terminate()  # the server stops...
+            wait_until(  # ...and has closed its listener: Hypercorn ended its idle connections then
+                lambda: not [c for c in child.net_connections("tcp") if c.status == psutil.CONN_LISTEN],
+                30,
+                "the stopping server's listener closed",
+            )
+            sock.sendall(sdrtrunk_request(server.port, body))
+            status, _, answer = read_response(sock)
+        assert status.startswith("HTTP/1.1 200"), (status, server.log()[-2000:])
+        assert answer.startswith(b"Call imported successfully."), answer
+    finally:
+        server.stop()
 
 
 def test_systemd_unit_commands_parse() -> None:
