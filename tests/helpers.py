@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -126,19 +127,14 @@ def sdrtrunk_body(
 
 
 def raw_request(
-    port: int,
-    body: bytes,
-    path: str = "/api/call-upload",
-    h2c_upgrade: bool = True,
-    content_type: str = f"multipart/form-data; boundary={SDRTRUNK_BOUNDARY}",
-    content_length: int | None = None,
-    timeout: float = 10.0,
+    port: int, body: bytes, timeout: float = 10.0, **request: Any
 ) -> tuple[str, dict[str, str], bytes]:
-    """Send one HTTP/1.1 request the way SDRTrunk's JDK client does; return (status line, headers, body)."""
-    request = sdrtrunk_request(port, body, path, h2c_upgrade, content_type, content_length)
+    """Send one HTTP/1.1 request the way SDRTrunk's JDK client does (``request``: the options of
+    :func:`sdrtrunk_request`); return (status line, headers, body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        if content_length is not None and content_length > len(body):
+        sock.sendall(sdrtrunk_request(port, body, **request))
+        declared = request.get("content_length")
+        if declared is not None and declared > len(body):
             sock.shutdown(socket.SHUT_WR)
         return read_response(sock)
 
