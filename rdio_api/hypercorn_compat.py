@@ -39,8 +39,9 @@ Shutdown: Hypercorn closes every idle connection the moment it stops, and a conn
 just before then whose request has not arrived yet counts as idle. Its client had connected to a
 live server and sends its upload into a closed socket: a refused call (1 of 70 in a
 ``systemctl restart`` test under load). ``install()`` gives such a connection, and only such a
-connection (no request yet on it), ``FIRST_REQUEST_GRACE_SECONDS`` for its request to start; it is
-then served like any request in flight at shutdown (``tests/test_restart.py``).
+connection (no request yet on it), ``FIRST_REQUEST_GRACE_SECONDS`` for its request to start, within
+its header deadline (``keep_alive_timeout``); it is then served like any request in flight at
+shutdown (``tests/test_restart.py``).
 """
 
 from __future__ import annotations
@@ -285,24 +286,28 @@ def _awaiting_first_request(server: TCPServer) -> bool:
     return isinstance(connection, h11.Connection) and connection.their_http_version is None
 
 
+_WRAPS = "_rdio_wraps"  # on the installed idle timeout: Hypercorn's own
+
+
 def _install_first_request_grace() -> None:
     original = TCPServer._idle_timeout
-    if getattr(original, _PATCHED, False):
+    if hasattr(original, _WRAPS):
         return
 
     async def idle_timeout(self: TCPServer) -> None:
         if not _awaiting_first_request(self):
             await original(self)
             return
-        try:  # the deadline for a new connection's headers, as Hypercorn times it
+        deadline = time.monotonic() + self.config.keep_alive_timeout  # for the request's headers
+        try:
             await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
         except TimeoutError:
             pass
         else:  # the server stops: this request is on its way. Its start cancels this task.
-            await asyncio.sleep(FIRST_REQUEST_GRACE_SECONDS)
+            await asyncio.sleep(min(FIRST_REQUEST_GRACE_SECONDS, max(0.0, deadline - time.monotonic())))
         await asyncio.shield(self._initiate_server_close())
 
-    setattr(idle_timeout, _PATCHED, True)
+    setattr(idle_timeout, _WRAPS, original)
     TCPServer._idle_timeout = idle_timeout  # type: ignore[method-assign]
 
 

@@ -173,7 +173,7 @@ class Supervisor:
             f"  API + upload     {scheme}://{self.host}:{self.port}/api/call-upload   (docs: /docs, key via Authorize)\n"
             f"  broker (Redis)   {broker_url}{'  (embedded, AOF in ' + str(data_dir / 'redis') + ')' if self.redis else ''}\n"
             f"  worker           queue '{Queue.GPU}', model {self.settings.transcription.model}, "
-            f"{self.settings.transcription.concurrency} calls in flight, batch {self.settings.transcription.batch_size or 'sized by it'}\n"
+            f"{self.settings.transcription.concurrency} calls in flight, batch {self.settings.transcription.batch_size or 'sized by the calls in flight'}\n"
             f"  alerts worker    queues {', '.join(map(repr, map(str, LIGHT_QUEUES)))}, "
             f"{len(self.settings.alerts.rules)} rule(s) in alerts.rules\n"
             f"  Flower           http://{self.settings.flower.host}:{flower_port}   user {user}, password in "

@@ -274,9 +274,9 @@ class WorkerState:
     """What this worker process knows about itself, learnt from Celery's signals: its node name
     (``-n``, learnt in the main process before any fork), the device its preloaded model runs on
     ("auto" resolved), the calls it runs at once (``-c`` for a threads pool, else
-    ``transcription.concurrency``; 1 in a prefork child), which size its batches, and its heartbeat
-    (rdio_core.workers: renews its jobs' leases, writes its registry row). Held by
-    :class:`TranscribeTask`; a forked child has its own copy."""
+    ``transcription.concurrency``; 1 in a solo pool or a prefork child), which size its batches,
+    and its heartbeat (rdio_core.workers: renews its jobs' leases, writes its registry row). Held
+    by :class:`TranscribeTask`; a forked child has its own copy."""
 
     node_name: str | None = None
     calls_at_once: int | None = None

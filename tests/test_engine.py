@@ -328,11 +328,8 @@ def test_an_unset_batch_size_is_what_the_calls_in_flight_fill() -> None:
     workers, _ = model_parallelism(EngineConfig(), "cpu", available_cpus())
     engine = get_engine(EngineConfig(model="tiny.en", device="cpu", concurrency=12))
     assert engine.config.batch_size is None and engine.batch_size == max(1, 12 // (2 * workers))
-    batcher = engine._batches.get(engine.config)
-    if engine.batch_size > 1:
-        assert batcher is not None and batcher.max_batch == engine.batch_size
-    else:  # one chunk per pass has nothing to share: the calls decode on their own
-        assert batcher is None
+    batcher = engine._batches.get(engine.config)  # even at 1 (4+ cores): most urgent first
+    assert batcher is not None and batcher.max_batch == engine.batch_size
 
     assert batch_size_for(EngineConfig(), 2) == 2  # the defaults on 2 CPU cores
     assert batch_size_for(EngineConfig(), 1) == 4  # a GPU: one inference thread

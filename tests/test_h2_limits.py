@@ -347,6 +347,7 @@ def test_the_hypercorn_and_h2_internals_relied_on_are_still_there():
     import h11
     from hypercorn.asyncio.tcp_server import TCPServer
 
-    assert getattr(TCPServer._idle_timeout, "_rdio_releases_finished_apps", False)
-    assert "_initiate_server_close" in inspect.getsource(TCPServer)
+    hypercorns = TCPServer._idle_timeout._rdio_wraps  # type: ignore[attr-defined]
+    for name in ("terminated.wait", "keep_alive_timeout", "_initiate_server_close"):
+        assert name in inspect.getsource(hypercorns), name
     assert h11.Connection(h11.SERVER).their_http_version is None

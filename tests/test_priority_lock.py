@@ -51,3 +51,33 @@ def test_an_error_inside_releases_the_lock_for_the_next_waiter() -> None:
     assert order == ["4/0"]
     with lock.hold():  # free again
         pass
+
+
+def test_a_waiter_interrupted_in_the_queue_leaves_it_and_the_next_one_gets_the_lock(monkeypatch) -> None:
+    lock = PriorityLock()
+    order: list[str] = []
+    wait = lock._cond.wait
+
+    def interrupted(timeout=None):
+        if threading.current_thread().name == "interrupted":
+            raise KeyboardInterrupt
+        return wait(timeout)
+
+    monkeypatch.setattr(lock._cond, "wait", interrupted)
+    with lock.hold(5):
+        threads = _queue_waiters(lock, [3, 5], order)
+
+        def take() -> None:
+            try:
+                with lock.hold(1):
+                    order.append("1 held")
+            except KeyboardInterrupt:
+                order.append("1 interrupted")
+
+        first = threading.Thread(target=take, name="interrupted", daemon=True)
+        first.start()
+        first.join(5)
+        assert order == ["1 interrupted"] and lock.waiting == 2  # it left the queue
+    for thread in threads:
+        thread.join(5)
+    assert order == ["1 interrupted", "3/0", "5/1"] and lock.waiting == 0

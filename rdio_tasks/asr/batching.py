@@ -2,8 +2,8 @@
 
 :class:`rdio_tasks.batcher.DynamicBatcher` knows nothing about Whisper; this glue starts it on the
 first radio call with the engine's limits, rebuilds it when those limits change, and reports its
-counters for ``engine.batch_stats``. Batching is off when the config says so or the batch size is 1
-(``batch_size_for``: the configured one, else what the calls in flight fill).
+counters for ``engine.batch_stats``. Batching is off when the config says so or ``batch_size`` is set
+to 1; unset, the size is what the calls in flight fill (``batch_size_for``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ class SharedBatcher:
 
     def get(self, config: EngineConfig) -> DynamicBatcher | None:
         """The running batcher for ``config``'s limits (None: batching off)."""
-        size = batch_size_for(config, self.workers)
-        if not config.cross_call_batching or size <= 1:
+        if not config.cross_call_batching or config.batch_size == 1:
             return None
+        # Sized by the calls in flight it may be 1 (many cores, few calls): passes of one chunk still
+        # go most urgent first.
+        size = batch_size_for(config, self.workers)
         with self._lock:
             if self._batcher is None:
                 self._batcher = DynamicBatcher(

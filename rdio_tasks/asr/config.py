@@ -16,7 +16,15 @@ from rdio_tasks.radio import RadioOptions
 if TYPE_CHECKING:
     from rdio_core.settings import TranscriptionSettings
 
-__all__ = ["DEVICES", "ENCODERS", "SAMPLE_RATE", "EngineConfig", "batch_size_for", "radio_options"]
+__all__ = [
+    "DEVICES",
+    "ENCODERS",
+    "ONE_CALL_WINDOWS",
+    "SAMPLE_RATE",
+    "EngineConfig",
+    "batch_size_for",
+    "radio_options",
+]
 
 SAMPLE_RATE = 16000  # whisperx.audio.SAMPLE_RATE; duplicated to avoid importing whisperx
 DEVICES = ("auto", "cpu", "cuda")
@@ -116,6 +124,12 @@ class EngineConfig:
         return cls(**values)
 
 
+#: Windows of one call decoded per pass where no cross-call batcher runs (plain mode, batching off)
+#: and no batch size is set: a call's windows are all ready at once, so no calls in flight are needed
+#: to fill the pass. The default batch size before it was sized by the calls in flight.
+ONE_CALL_WINDOWS = 4
+
+
 def batch_size_for(config: EngineConfig, inference_threads: int) -> int:
     """``config.batch_size``, else the largest batch the calls in flight fill: ``concurrency`` /
     (2 x ``inference_threads``), at least 1.
@@ -125,7 +139,9 @@ def batch_size_for(config: EngineConfig, inference_threads: int) -> int:
     empty. On 2 CPU cores (two inference threads, 8 calls in flight) this gives 2. In
     ``bench/throughput.py --calls 96`` (AMD EPYC, tiny.en) batches of 2 were 96% full at 2.70 /
     2.84 calls/s; batches of 4 were 53-54% full at 2.71 / 2.70 calls/s and held 200-270 MB more.
-    A GPU (one inference thread) gets 4 with 8 in flight, 32 with ``concurrency: 64``.
+    A GPU (one inference thread) gets 4 with 8 in flight, 32 with ``concurrency: 64``; 4 CPU cores
+    or more with 8 in flight get 1: each pass one chunk, the most urgent first, the passes side by
+    side on the model workers.
     """
     if config.batch_size is not None:
         return config.batch_size

@@ -35,7 +35,13 @@ from rdio_tasks import radio
 from rdio_tasks.asr import compat, decode
 from rdio_tasks.asr.align import Aligner
 from rdio_tasks.asr.batching import SharedBatcher
-from rdio_tasks.asr.config import SAMPLE_RATE, EngineConfig, batch_size_for, radio_options
+from rdio_tasks.asr.config import (
+    ONE_CALL_WINDOWS,
+    SAMPLE_RATE,
+    EngineConfig,
+    batch_size_for,
+    radio_options,
+)
 from rdio_tasks.asr.language import detect_encoded, detect_language, fixed_language
 from rdio_tasks.asr.loader import import_whisperx_asr, load_pipeline
 from rdio_tasks.asr.prepare import Prepared, PreparePool, VadParams, prepare
@@ -185,7 +191,7 @@ class WhisperXEngine:
 
     @property
     def batch_size(self) -> int:
-        """Chunks per model pass: the configured size, else what the calls in flight fill."""
+        """Chunks per cross-call pass: the configured size, else what the calls in flight fill."""
         return batch_size_for(self.config, self._batches.workers)
 
     def _fixed_language(self, language: str | None) -> str | None:
@@ -304,7 +310,9 @@ class WhisperXEngine:
         if initial_prompt:
             pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
         try:
-            raw = pipeline.transcribe(samples, batch_size=self.batch_size, language=lang)
+            raw = pipeline.transcribe(
+                samples, batch_size=self.config.batch_size or ONE_CALL_WINDOWS, language=lang
+            )
         finally:
             pipeline.options = saved_options
         segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
@@ -498,7 +506,7 @@ class WhisperXEngine:
         """Decode each window with ctranslate2 directly, keeping ``no_speech_prob`` (see ``decode``).
 
         With cross-call batching the windows go to the shared inference thread and may ride with
-        other calls' windows; otherwise they are decoded here in groups of ``batch_size``.
+        other calls' windows; otherwise they are decoded here in groups of ``batch_size`` (unset: ``ONE_CALL_WINDOWS``).
         ``first_encoded`` is the first window's encoder output, when language detection made it;
         ``expected``, the call's place in the batcher, is given up as its windows arrive there.
         """
@@ -519,7 +527,7 @@ class WhisperXEngine:
             )
             decoded = batcher.run(key, windows, priority, expected)
         else:
-            batch = self.batch_size
+            batch = self.config.batch_size or ONE_CALL_WINDOWS  # this call's windows, all ready
             decoded = []
             for first in range(0, len(windows), batch):
                 decoded += decode.generate(
