@@ -328,7 +328,7 @@ def test_an_unset_batch_size_is_what_the_calls_in_flight_fill() -> None:
     workers, _ = model_parallelism(EngineConfig(), "cpu", available_cpus())
     engine = get_engine(EngineConfig(model="tiny.en", device="cpu", concurrency=12))
     assert engine.config.batch_size is None and engine.batch_size == max(1, 12 // (2 * workers))
-    batcher = engine._batches.get(engine.config)  # even at 1 (4+ cores): most urgent first
+    batcher = engine._batches.get(engine.config)  # even at 1 (3+ cores): most urgent first
     assert batcher is not None and batcher.max_batch == engine.batch_size
 
     assert batch_size_for(EngineConfig(), 2) == 2  # the defaults on 2 CPU cores

@@ -139,7 +139,7 @@ def batch_size_for(config: EngineConfig, inference_threads: int) -> int:
     empty. On 2 CPU cores (two inference threads, 8 calls in flight) this gives 2. In
     ``bench/throughput.py --calls 96`` (AMD EPYC, tiny.en) batches of 2 were 96% full at 2.70 /
     2.84 calls/s; batches of 4 were 53-54% full at 2.71 / 2.70 calls/s and held 200-270 MB more.
-    A GPU (one inference thread) gets 4 with 8 in flight, 32 with ``concurrency: 64``; 4 CPU cores
+    A GPU (one inference thread) gets 4 with 8 in flight, 32 with ``concurrency: 64``; 3 CPU cores
     or more with 8 in flight get 1: each pass one chunk, the most urgent first, the passes side by
     side on the model workers.
     """
