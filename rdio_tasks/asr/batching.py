@@ -30,14 +30,13 @@ class SharedBatcher:
         """The running batcher for ``config``'s limits (None: batching off)."""
         if not config.cross_call_batching or config.batch_size == 1:
             return None
-        # Sized by the calls in flight it may be 1 (many cores, few calls): passes of one chunk still
-        # go most urgent first.
-        size = batch_size_for(config, self.workers)
         with self._lock:
             if self._batcher is None:
                 self._batcher = DynamicBatcher(
                     self._run_batch,
-                    max_batch=size,
+                    # Sized by the calls in flight it may be 1 (many cores, few calls): passes of
+                    # one chunk still go most urgent first.
+                    max_batch=batch_size_for(config, self.workers),
                     max_wait_ms=config.max_batch_wait_ms,
                     max_expect_ms=config.max_prepare_wait_ms,
                     name="whisper-inference",

@@ -194,6 +194,12 @@ class WhisperXEngine:
         """Chunks per cross-call pass: the configured size, else what the calls in flight fill."""
         return batch_size_for(self.config, self._batches.workers)
 
+    @property
+    def _one_call_batch(self) -> int:
+        """Windows of one call per pass where no cross-call batcher runs: the configured size, else
+        ``ONE_CALL_WINDOWS`` (a call's windows are all ready at once)."""
+        return self.config.batch_size or ONE_CALL_WINDOWS
+
     def _fixed_language(self, language: str | None) -> str | None:
         """Language to decode with, if known without detection."""
         return fixed_language(
@@ -310,9 +316,7 @@ class WhisperXEngine:
         if initial_prompt:
             pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
         try:
-            raw = pipeline.transcribe(
-                samples, batch_size=self.config.batch_size or ONE_CALL_WINDOWS, language=lang
-            )
+            raw = pipeline.transcribe(samples, batch_size=self._one_call_batch, language=lang)
         finally:
             pipeline.options = saved_options
         segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
@@ -527,7 +531,7 @@ class WhisperXEngine:
             )
             decoded = batcher.run(key, windows, priority, expected)
         else:
-            batch = self.config.batch_size or ONE_CALL_WINDOWS  # this call's windows, all ready
+            batch = self._one_call_batch
             decoded = []
             for first in range(0, len(windows), batch):
                 decoded += decode.generate(
