@@ -9,7 +9,8 @@ ARGS ?=
 # Test files run side by side (pytest-xdist): two per core, at most 4. Many tests wait (a lease to
 # lapse, a server to restart) while another file can use the core: on 2 cores 4 workers ran the
 # suite in 503 s, 2 in 573 s. A file stays on one worker (--dist loadfile), so a module's fixtures
-# boot once. TEST_WORKERS=0 runs everything in one process.
+# boot once, and files are handed out in conftest's order (long worker modules first).
+# TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= $(shell python3 -c 'import os; print(min(4, 2 * len(os.sched_getaffinity(0))))')
 
 .PHONY: run test venv lint bench-ingest clean

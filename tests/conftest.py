@@ -132,12 +132,19 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack.stop()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Modules that start a transcription worker first, each module's tests in their own order.
+def pytest_configure(config: pytest.Config) -> None:
+    """Files go to pytest-xdist workers in the order ``pytest_collection_modifyitems`` gives them.
 
-    They hold the long tests (a Whisper model, a recovery that waits out a lease). Handed out in
-    file order, one of them kept a single pytest-xdist worker busy after the rest were done: 4
-    workers on 2 cores ran the suite in 503 s unsorted, 481 and 529 s sorted (runs vary by
-    about 25 s), so the gain is within that noise but the order costs nothing."""
+    By default xdist's ``--dist loadfile`` hands files out by their number of tests (its
+    ``--loadscope-reorder``), which undid that order: one-test modules of one to two minutes (a
+    database outage, a killed worker) ran last while a core stood idle. On this 2-core machine the
+    suite took 710 s in xdist's order and 539 s in this one."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules that start a transcription worker first, each module's tests in their own order:
+    they hold the long tests (a Whisper model, a recovery that waits out a lease)."""
     slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("worker")}
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
