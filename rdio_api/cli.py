@@ -323,7 +323,7 @@ def _port(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rdio_core.outbox import Queue
+    from rdio_core.outbox.refs import Queue
 
     parser = argparse.ArgumentParser(prog="rdio-api", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--only-missing", action="store_true", help="only calls with no completed transcript")
     tr.add_argument("--no-wait", action="store_true", help="queue the jobs and exit (no progress bar)")
 
-    from rdio_api.importers.command import add_parser as add_import
+    from rdio_api.importers.arguments import add_parser as add_import
 
     add_import(sub, common)
 

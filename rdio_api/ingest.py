@@ -22,7 +22,8 @@ from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import alerts, jobs, search, units
+from rdio_core import jobs, search, units
+from rdio_core.alerts import outbox as alert_outbox
 from rdio_core.calls import CallData, StoredCall
 from rdio_core.models import (
     Call,
@@ -361,14 +362,14 @@ class CallWriter:
         """Rules that wait for neither transcript nor tones (systems, talkgroups, units) fire with
         the call, in its transaction. With no such rule this is one check of the settings and no
         database work (bench/ingest.py)."""
-        if not alerts.has_rules(self.settings, "upload"):
+        if not alert_outbox.has_rules(self.settings, "upload"):
             return {}
         fired: dict[int, list[int]] = {}
         for idx, row in zip(fresh, rows, strict=True):
             if idx not in alerting:
                 continue
             stored = StoredCall.model_validate({**row, "id": call_ids[idx], "tones": None})
-            ids = alerts.fire_alerts(session, self.settings, stored, "upload")
+            ids = alert_outbox.fire_alerts(session, self.settings, stored, "upload")
             if ids:
                 fired[idx] = ids
         return fired

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import backfill, jobs
-from rdio_core.alerts import fire_alerts
 from rdio_core.alerts import outbox as alert_outbox
+from rdio_core.alerts.outbox import fire_alerts
 from rdio_core.calls import StoredCall
 from rdio_core.models import Call, JobStatus, TranscriptionJob, utcnow
 from rdio_core.outbox import Broker, Message, Publisher, QueueCounts, Sweep, TaskRef

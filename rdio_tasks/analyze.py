@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rdio_core import alerts
+from rdio_core.alerts import outbox as alert_outbox
 from rdio_core.calls import StoredCall
 from rdio_core.models import Call, Event, EventKind, utcnow
 from rdio_core.outbox import TaskRef
@@ -86,7 +86,7 @@ def store_tones(
         assert call is not None
         if found:
             session.add(Event(kind=EventKind.CALL_ANALYZED, call_id=call_id, created_at=utcnow()))
-        fired = alerts.fire_alerts(session, settings, StoredCall.model_validate(call), "tones")
+        fired = alert_outbox.fire_alerts(session, settings, StoredCall.model_validate(call), "tones")
         session.commit()
     return fired
 

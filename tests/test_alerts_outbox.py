@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import event, func, select
 
 from rdio_core import db
-from rdio_core.alerts import fire_alerts, outbox
+from rdio_core.alerts import outbox
 from rdio_core.alerts.models import AlertAttempt, AlertDelivery, DeliveryStatus
+from rdio_core.alerts.outbox import fire_alerts
 from rdio_core.calls import StoredCall
 from rdio_core.jobs import ClaimOutcome
 from rdio_core.models import Call, System, utcnow

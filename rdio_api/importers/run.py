@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_api.call_fields import CallData, IncompleteCall
+from rdio_api.importers.arguments import BATCH
 from rdio_api.ingest import (
     CallWriter,
     CommitError,
@@ -47,9 +48,6 @@ from rdio_core.storage import AudioStore
 
 log = logging.getLogger(__name__)
 
-#: Rows read, checked and stored together by default; the command's writer commits as many per
-#: transaction, so one import batch fills one commit (``--batch``).
-BATCH = 128
 #: Threads that read, hash and fsync audio: fsync releases the GIL, so a few overlap their waits.
 #: 4, 8 and 16 measured the same on this 2-core machine (714, 674, 707 calls/s, 3k rows, noisy).
 IO_THREADS = 4

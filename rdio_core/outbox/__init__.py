@@ -8,9 +8,16 @@
 What is published and swept for each table is put together in :mod:`rdio_core.pipeline`.
 """
 
-from rdio_core.outbox.lease import ClaimOutcome, LeasedTable, changed, claim
-from rdio_core.outbox.publisher import Broker, Message, Publisher, QueueCounts, Sweep
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from rdio_core.outbox.refs import Queue, TaskRef
+
+if TYPE_CHECKING:
+    from rdio_core.outbox.lease import ClaimOutcome, LeasedTable, changed, claim
+    from rdio_core.outbox.publisher import Broker, Message, Publisher, QueueCounts, Sweep
 
 __all__ = [
     "Broker",
@@ -25,3 +32,23 @@ __all__ = [
     "changed",
     "claim",
 ]
+
+#: Loaded on first use: the queue and task names are read by every ``rdio-api`` command's parser,
+#: the lease and the publisher need SQLAlchemy (see ``rdio_api.importers.arguments``).
+_LAZY = {
+    "ClaimOutcome": "lease",
+    "LeasedTable": "lease",
+    "changed": "lease",
+    "claim": "lease",
+    "Broker": "publisher",
+    "Message": "publisher",
+    "Publisher": "publisher",
+    "QueueCounts": "publisher",
+    "Sweep": "publisher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"rdio_core.outbox.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
