@@ -115,6 +115,21 @@ def test_a_live_calls_vad_goes_before_waiting_backfill_calls(engine: WhisperXEng
     assert turns == ["live", "backfill-a", "backfill-b"]
 
 
+def test_a_plain_mode_call_waits_for_the_vad_a_radio_call_holds(engine: WhisperXEngine) -> None:
+    """Plain mode (radio off, e.g. for one talkgroup) runs the same pyannote VAD inside whisperx's
+    pipeline: it queues for the VAD lock behind a radio call's VAD instead of running beside it."""
+    clip = CORPUS / "audio" / "librispeech_260_fade.wav"
+    lock = engine._vad_lock
+    results = []
+    with lock.hold(5):  # a radio call's VAD under way
+        thread = threading.Thread(target=lambda: results.append(engine.transcribe(clip, radio=False)))
+        thread.start()
+        wait_until(lambda: lock.waiting == 1, 30, "the plain-mode call queued for the VAD")
+        assert not results
+    thread.join(60)
+    assert len(results) == 1 and results[0].text.strip()
+
+
 def test_radio_vad_knobs_decide_the_windows(engine: WhisperXEngine) -> None:
     from rdio_tasks.radio import RadioOptions
 

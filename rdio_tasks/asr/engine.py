@@ -248,7 +248,7 @@ class WhisperXEngine:
         config = self.config
         if options is None:
             with self._lock:
-                out = self._run_plain(samples, language, initial_prompt)
+                out = self._run_plain(samples, language, initial_prompt, priority)
         else:
             prompt = initial_prompt or options.initial_prompt
             out = self._run_radio(samples, language, prompt, options, tuple(glossary), priority)
@@ -305,8 +305,14 @@ class WhisperXEngine:
             raise AudioDecodeError("audio array is empty")
         return samples
 
-    def _run_plain(self, samples: np.ndarray, language: str | None, initial_prompt: str | None) -> Decoded:
-        """whisperx's own batched pipeline with its default options (the baseline)."""
+    def _run_plain(
+        self, samples: np.ndarray, language: str | None, initial_prompt: str | None, priority: int
+    ) -> Decoded:
+        """whisperx's own batched pipeline with its default options (the baseline).
+
+        Its transcribe runs the engine's one pyannote VAD, which is not thread-safe, so it holds the
+        VAD lock as radio calls' preparation does (a talkgroup with radio off beside radio calls
+        once ran the model from two threads at once)."""
         pipeline = self._pipeline
         lang = self._fixed_language(language)
         lang_prob: float | None = None
@@ -316,7 +322,8 @@ class WhisperXEngine:
         if initial_prompt:
             pipeline.options = dataclasses.replace(saved_options, initial_prompt=initial_prompt)
         try:
-            raw = pipeline.transcribe(samples, batch_size=self._one_call_batch, language=lang)
+            with self._vad_lock.hold(priority):
+                raw = pipeline.transcribe(samples, batch_size=self._one_call_batch, language=lang)
         finally:
             pipeline.options = saved_options
         segments = [dict(seg, text=seg["text"].strip()) for seg in raw["segments"]]
