@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rdio_core import backfill, jobs
 from rdio_core.alerts import outbox as alert_outbox
-from rdio_core.alerts.outbox import fire_alerts
 from rdio_core.calls import StoredCall
 from rdio_core.models import Call, JobStatus, TranscriptionJob, utcnow
 from rdio_core.outbox import Broker, Message, Publisher, QueueCounts, Sweep, TaskRef
@@ -154,7 +153,7 @@ class Pipeline:
         fired: list[int] = []
 
         def fire(session: Session, call: StoredCall, text: str) -> None:
-            fired.extend(fire_alerts(session, settings, call, "transcript", text))
+            fired.extend(alert_outbox.fire_alerts(session, settings, call, "transcript", text))
 
         stored = jobs.complete(self.factory, job_id, worker, values, fire)
         if stored and fired:
