@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,21 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO / "tests" / "data" / "clips"
 SHARED_SPEECH = REPO.parent / "shared" / "speech"
 SDRTRUNK_BOUNDARY = "--sdrtrunk-sdrtrunk-sdrtrunk"
+
+
+def loaded_after(code: str, modules: Iterable[str]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter (this checkout first on its path) has loaded once
+    ``code`` ran: how the tests keep a process's imports light."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted({set(modules)!r} & set(sys.modules))))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:

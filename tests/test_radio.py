@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 from rdio_core.text_normalize import normalize, wer, word_errors
 from rdio_tasks import radio
 from rdio_tasks.radio import RadioOptions, choose_language, clean, collapse_repetitions, parse_phrases
+from tests.helpers import loaded_after
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus" / "audio"
@@ -76,14 +75,8 @@ def test_options_reject_unknown_keys() -> None:
 
 def test_import_is_light() -> None:
     """The API process imports the radio module and the normaliser without numpy."""
-    code = (
-        "import sys, rdio_tasks.radio, rdio_core.text_normalize; "
-        "print(sorted({'numpy', 'torch', 'whisperx', 'ctranslate2'} & set(sys.modules)))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    code = "import rdio_tasks.radio, rdio_core.text_normalize"
+    assert loaded_after(code, {"numpy", "torch", "whisperx", "ctranslate2"}) == []
 
 
 # --------------------------------------------------------------------------- step 1: no speech

@@ -4,10 +4,6 @@ no-speech clips; naming from the config; cutting tones and telling a call that i
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -16,7 +12,7 @@ from rdio_core.settings import ConfigError, load_settings
 from rdio_core.tone_settings import ToneSettings
 from rdio_tasks.tones import Cuts, Tone, ToneKind, cut_tones, detect_tones, only_tones, whisper_input
 from tests import tone_signals as ts
-from tests.helpers import REPO
+from tests.helpers import loaded_after
 
 SETTINGS = ToneSettings()
 RATE = ts.WORKER_RATE
@@ -272,11 +268,5 @@ def test_whisper_input_uses_stored_tones_first(tmp_path):
 
 def test_api_side_imports_no_numpy():
     """The API process imports the analysis publisher and hook; numpy stays in the workers."""
-    code = (
-        "import sys, rdio_api.runtime, rdio_tasks.analyze, rdio_core.tone_settings; "
-        "print(sorted({'numpy', 'torch', 'av'} & set(sys.modules)))"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    code = "import rdio_api.runtime, rdio_tasks.analyze, rdio_core.tone_settings"
+    assert loaded_after(code, {"numpy", "torch", "av"}) == []
